@@ -1,0 +1,301 @@
+"""Frame sampling: shot boundaries and scene-aware adaptive frames, decoding as little of the film as possible.
+
+Pass 1 decodes keyframes only (cheap: a few percent of the film). A stretch between two keyframes whose pictures
+barely differ holds no cut and no fast motion, so its keyframe stands for it. Only the stretches that changed (a
+cut or fast action inside) or that are longer than the floor rate allows are decoded in full in pass 2, where
+cuts are placed on the exact frame and frames are kept where the picture moves. Both passes stream frames from
+ffmpeg at the output size; no stretch of the film is held in memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import re
+import shutil
+import threading
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import ffmpeg
+import numpy as np
+from pydantic import BaseModel
+
+from cinedex.artifacts import stage_artifacts
+from cinedex.ingest import IngestedVideo
+from cinedex.mediatime import MediaTime
+from cinedex.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_PTS_TIME = re.compile(r"\bn:\s*\d+\s+pts:\s*-?\d+\s+pts_time:\s*(-?[\d.]+)")
+_ANALYSIS_STEP = 4  # analyse every 4th pixel of the luma plane: plenty for cut and motion scores
+_RECENT_SCORES = 12  # frames of context for the adaptive cut rule
+_CUT_OVER_RECENT = 3.0  # a cut stands this far above the recent frame-to-frame change
+_MOTION_CHANGE = 0.1  # change from the last kept frame that earns another frame in moving pictures
+
+
+# Paths in these models are relative to the stage's artifact folder, which is renamed into place when complete.
+
+
+class Shot(BaseModel):
+    shot_id: int
+    start_s: float
+    end_s: float
+    start_frame_time: str
+    thumbnail: str
+
+
+class SampledFrame(BaseModel):
+    time_s: float
+    shot_id: int
+    path: str
+    reason: str  # "cut", "floor" or "motion"
+
+
+class FrameSampling(BaseModel):
+    width: int
+    height: int
+    shots: list[Shot]
+    frames: list[SampledFrame]
+    decoded_fraction: float  # share of the film's duration decoded in full (pass 2)
+
+
+@dataclass
+class _Keyframe:
+    time_s: float
+    luma: np.ndarray
+    jpeg: Path
+
+
+def output_size(width: int, height: int, rotation: int, target_width: int) -> tuple[int, int]:
+    """Display size after rotation, scaled to `target_width` (never upscaled), both even for yuv420p."""
+    if rotation in (90, 270):
+        width, height = height, width
+    out_w = min(target_width, width) // 2 * 2
+    out_h = max(2, round(out_w * height / width / 2) * 2)
+    return out_w, out_h
+
+
+def _decode(path: str, size: tuple[int, int], *, keyframes_only: bool = False, start_s: float | None = None,
+            duration_s: float | None = None) -> Iterator[tuple[float, np.ndarray]]:
+    """Yields (presentation time in seconds, yuv420p frame) for each decoded frame, in display order.
+
+    Times come from ffmpeg's showinfo filter, per frame, so variable frame rate input keeps its true timing.
+    """
+    width, height = size
+    input_args: dict = {"skip_frame": "nokey"} if keyframes_only else {}
+    if start_s is not None:
+        input_args["ss"] = f"{start_s:.6f}"
+    if duration_s is not None:
+        input_args["t"] = f"{duration_s:.6f}"
+    stream = ffmpeg.input(path, **input_args).video.filter("scale", width, height).filter("showinfo")
+    process = (
+        ffmpeg.output(stream, "pipe:", format="rawvideo", pix_fmt="yuv420p", fps_mode="passthrough")
+        .global_args("-hide_banner", "-nostats", "-copyts", "-loglevel", "info")
+        .run_async(pipe_stdout=True, pipe_stderr=True)
+    )
+    times: queue.Queue[float | None] = queue.Queue()
+    stderr_tail: deque[str] = deque(maxlen=20)
+
+    def read_times() -> None:
+        for raw in process.stderr:
+            line = raw.decode(errors="replace")
+            if match := _PTS_TIME.search(line):
+                times.put(float(match.group(1)))
+            else:
+                stderr_tail.append(line.strip())
+        times.put(None)
+
+    reader = threading.Thread(target=read_times, daemon=True)
+    reader.start()
+    frame_bytes = width * height * 3 // 2
+    try:
+        while True:
+            data = process.stdout.read(frame_bytes)
+            if len(data) < frame_bytes:
+                break
+            time_s = times.get(timeout=60)
+            if time_s is None:
+                break
+            yield time_s, np.frombuffer(data, np.uint8).reshape(height * 3 // 2, width)
+    finally:
+        process.stdout.close()
+        code = process.wait()
+        reader.join(timeout=5)
+    if code != 0:
+        raise RuntimeError(f"ffmpeg could not decode {Path(path).name}: {' | '.join(list(stderr_tail)[-3:])}")
+
+
+def _luma(frame: np.ndarray, height: int) -> np.ndarray:
+    return frame[:height:_ANALYSIS_STEP, ::_ANALYSIS_STEP].astype(np.int16)
+
+
+def picture_change(a: np.ndarray, b: np.ndarray) -> float:
+    """0..1: how different two pictures are, from pixel change and luma-histogram change (robust to motion)."""
+    pixels = float(np.abs(a - b).mean()) / 255.0
+    bins_a = np.bincount((a >> 3).ravel(), minlength=32)
+    bins_b = np.bincount((b >> 3).ravel(), minlength=32)
+    histogram = float(np.abs(bins_a - bins_b).sum()) / (2 * a.size)
+    return (pixels + histogram) / 2
+
+
+def _write_jpeg(frame: np.ndarray, path: Path) -> None:
+    bgr = cv2.cvtColor(frame, cv2.COLOR_YUV2BGR_I420)
+    if not cv2.imwrite(str(path), bgr, [cv2.IMWRITE_JPEG_QUALITY, 85]):
+        raise OSError(f"could not write {path}")
+
+
+class _Sweep:
+    """Walks the film in time order, placing cuts and choosing which frames to keep."""
+
+    def __init__(self, settings: Settings, frames_dir: Path, height: int):
+        self.threshold = settings.shot_threshold
+        self.floor_gap = 1.0 / settings.sample_floor_fps
+        self.cap_gap = 1.0 / settings.sample_max_fps
+        self.frames_dir = frames_dir
+        self.height = height
+        self.cuts: list[float] = [0.0]
+        self.kept: list[SampledFrame] = []
+        self.recent: deque[float] = deque(maxlen=_RECENT_SCORES)
+        self.previous: np.ndarray | None = None
+        self.last_kept = -math.inf
+        self.last_kept_luma: np.ndarray | None = None
+
+    def frame(self, time_s: float, luma: np.ndarray, write_jpeg, *, consecutive: bool) -> None:
+        """`consecutive` is False when the previous frame seen is a keyframe a whole stretch earlier."""
+        reason = None
+        if self.previous is not None:
+            score = picture_change(self.previous, luma)
+            if consecutive:
+                typical = sum(self.recent) / len(self.recent) if self.recent else 0.0
+                if score > self.threshold and score > _CUT_OVER_RECENT * typical:
+                    self.cuts.append(time_s)
+                    reason = "cut"
+                self.recent.append(score)
+            else:
+                self.recent.clear()
+        if reason is None:
+            gap = time_s - self.last_kept
+            if gap >= self.floor_gap - 1e-6:
+                reason = "floor"
+            elif gap >= self.cap_gap - 1e-6 and picture_change(self.last_kept_luma, luma) >= _MOTION_CHANGE:
+                reason = "motion"
+        if reason:
+            path = self.frames_dir / f"{MediaTime(time_s).ms:010d}.jpg"
+            write_jpeg(path)
+            self.kept.append(SampledFrame(time_s=time_s, shot_id=len(self.cuts) - 1,
+                                          path=f"{path.parent.name}/{path.name}", reason=reason))
+            self.last_kept, self.last_kept_luma = time_s, luma
+        self.previous = luma
+
+
+def _stretches_to_decode(keyframes: list[_Keyframe], duration_s: float, settings: Settings) -> list[bool]:
+    """Per stretch between keyframes (the last one runs to the end): decode it in full?"""
+    floor_gap = 1.0 / settings.sample_floor_fps
+    # Half the cut threshold: a cut or fast action between two keyframes moves their difference well past it.
+    changed = settings.shot_threshold / 2
+    needs = []
+    for i, keyframe in enumerate(keyframes):
+        if i + 1 == len(keyframes):
+            needs.append(duration_s - keyframe.time_s > 1e-3)
+            continue
+        following = keyframes[i + 1]
+        needs.append(following.time_s - keyframe.time_s > floor_gap + 1e-6
+                     or picture_change(keyframe.luma, following.luma) > changed)
+    return needs
+
+
+def sample(video: IngestedVideo, settings: Settings, out_dir: Path) -> FrameSampling:
+    """Detect shots and sample frames of `video` into `out_dir` (frames/, thumbnails/, sampling.json)."""
+    info = video.info
+    size = output_size(info.width, info.height, info.rotation, settings.frame_width)
+    frames_dir, thumbs_dir, key_dir = out_dir / "frames", out_dir / "thumbnails", out_dir / "keyframes"
+    for folder in (frames_dir, thumbs_dir, key_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+
+    keyframes: list[_Keyframe] = []
+    for time_s, frame in _decode(video.path, size, keyframes_only=True):
+        jpeg = key_dir / f"{len(keyframes)}.jpg"
+        _write_jpeg(frame, jpeg)
+        keyframes.append(_Keyframe(time_s, _luma(frame, size[1]), jpeg))
+    if not keyframes:
+        raise RuntimeError(f"{video.name}: no keyframe could be decoded")
+    log.info("frames: pass 1 decoded %d keyframes of %s (%.1f s)", len(keyframes), video.name, info.duration_s)
+
+    needs = _stretches_to_decode(keyframes, info.duration_s, settings)
+    sweep = _Sweep(settings, frames_dir, size[1])
+    decoded_s, i = 0.0, 0
+    while i < len(keyframes):
+        if not needs[i]:
+            keyframe = keyframes[i]
+            sweep.frame(keyframe.time_s, keyframe.luma, lambda path, k=keyframe: shutil.copyfile(k.jpeg, path),
+                        consecutive=False)
+            i += 1
+            continue
+        j = i
+        while j < len(keyframes) and needs[j]:
+            j += 1
+        start = keyframes[i].time_s
+        end = keyframes[j].time_s if j < len(keyframes) else info.duration_s + 1.0
+        for time_s, frame in _decode(video.path, size, start_s=start, duration_s=end - start):
+            if time_s < start - 1e-6 or time_s >= end - 1e-6:
+                continue
+            sweep.frame(time_s, _luma(frame, size[1]), lambda path, f=frame: _write_jpeg(f, path), consecutive=True)
+        decoded_s += min(end, info.duration_s) - start
+        if j < len(keyframes):
+            # The keyframe that ends a decoded stretch is the very next frame: a cut may sit right on it.
+            keyframe = keyframes[j]
+            sweep.frame(keyframe.time_s, keyframe.luma, lambda path, k=keyframe: shutil.copyfile(k.jpeg, path),
+                        consecutive=True)
+        i = j + 1
+    shutil.rmtree(key_dir)
+
+    ends = [*sweep.cuts[1:], info.duration_s]
+    shots = []
+    for shot_id, (start_s, end_s) in enumerate(zip(sweep.cuts, ends)):
+        in_shot = [f for f in sweep.kept if f.shot_id == shot_id]
+        middle = (start_s + end_s) / 2
+        nearest = min(in_shot, key=lambda f: abs(f.time_s - middle))
+        thumbnail = thumbs_dir / f"shot_{shot_id:05d}.jpg"
+        shutil.copyfile(out_dir / nearest.path, thumbnail)
+        shots.append(Shot(shot_id=shot_id, start_s=start_s, end_s=end_s,
+                          start_frame_time=MediaTime(start_s).timecode(),
+                          thumbnail=f"{thumbs_dir.name}/{thumbnail.name}"))
+    fraction = decoded_s / info.duration_s if info.duration_s else 0.0
+    log.info("frames: %d shots, %d frames kept, %.0f%% of the film decoded in full", len(shots), len(sweep.kept),
+             100 * fraction)
+    return FrameSampling(width=size[0], height=size[1], shots=shots, frames=sweep.kept, decoded_fraction=fraction)
+
+
+def sample_frames(video: IngestedVideo, settings: Settings) -> Path:
+    """The cached frame-sampling stage; returns its artifact folder (sampling.json, frames/, thumbnails/)."""
+    params = {"width": settings.frame_width, "floor_fps": settings.sample_floor_fps,
+              "max_fps": settings.sample_max_fps, "threshold": settings.shot_threshold}
+    artifacts = stage_artifacts(settings.artifacts_dir, video.video_id, "frames", **params)
+    if artifacts.complete:
+        artifacts.log_cached()
+        return artifacts.path
+    with artifacts.writing() as folder:
+        if video.info.has_video:
+            sampling = sample(video, settings, folder)
+        else:
+            log.info("frames: %s has no video track; indexed as speech only", video.name)
+            sampling = FrameSampling(width=0, height=0, shots=[], frames=[], decoded_fraction=0.0)
+        (folder / "sampling.json").write_text(sampling.model_dump_json(indent=1))
+    return artifacts.path
+
+
+def load_sampling(folder: Path) -> FrameSampling:
+    """Reads a sampling written by `sample_frames`, with its paths made absolute."""
+    sampling = FrameSampling.model_validate_json((Path(folder) / "sampling.json").read_text())
+    for item in [*sampling.shots, *sampling.frames]:
+        if isinstance(item, Shot):
+            item.thumbnail = str(Path(folder) / item.thumbnail)
+        else:
+            item.path = str(Path(folder) / item.path)
+    return sampling

