@@ -164,10 +164,8 @@ def probe(path: Path) -> MediaInfo:
     has_video = video is not None and _decodes(path, "v")
     has_audio = audio is not None and _decodes(path, "a")
     if not has_video and not has_audio:
-        raise NoDecodableStream(
-            f"{path.name}: no decodable video or audio (codecs: "
-            f"{(video or {}).get('codec_name', '-')}/{(audio or {}).get('codec_name', '-')})"
-        )
+        found = [f"{s['codec_type']} codec {s.get('codec_name') or 'unknown'}" for s in (video, audio) if s]
+        raise NoDecodableStream(f"{path.name}: no decodable video or audio ({', '.join(found)})")
     # A container cut short still probes; decoding near its declared end finds out.
     tail = max(duration - 1.0, 0.0)
     if tail > 0 and not _decodes(path, "v" if has_video else "a", seek_s=tail):

@@ -67,3 +67,8 @@ class Settings(BaseSettings):
     @property
     def vision_enabled(self) -> bool:
         return self.vision_model.strip().lower() not in ("", "none")
+
+    def for_run(self, params: dict) -> Settings:
+        """These settings with a run's trigger-form values on top; empty form fields keep the configured value."""
+        overrides = {k: v for k, v in params.items() if k in type(self).model_fields and v not in (None, "")}
+        return self.model_validate({**self.model_dump(), **overrides})

@@ -1,0 +1,111 @@
+"""`cinedex`: index videos through the Airflow DAG run in-process, search the index, build the sample film."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from cinedex.settings import Settings
+
+DAG_ID = "cinedex_index_video"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def airflow_environment(settings: Settings) -> None:
+    """Points Airflow at this project's DAGs and a private database, unless the environment already says where."""
+    home = settings.home.resolve() / "airflow"
+    os.environ.setdefault("AIRFLOW_HOME", str(home))
+    os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(PROJECT_ROOT / "dags"))
+    os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    Path(os.environ["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
+    marker = Path(os.environ["AIRFLOW_HOME"]) / ".migrated"
+    if not marker.exists():
+        print("Preparing the Airflow database (first run only) ...", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True,
+                       stdout=subprocess.DEVNULL, env=os.environ.copy())
+        marker.touch()
+
+
+def run_index_dag(video: Path, conf: dict) -> str:
+    """Runs `cinedex_index_video` on one video with `dag.test()`; returns the run's final state."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    dag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"], include_examples=False).get_dag(DAG_ID)
+    run = dag.test(run_conf={"video": str(video), **conf})
+    return str(run.state)
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    settings = Settings()
+    airflow_environment(settings)
+    conf = {k: v for k, v in {"language": args.language, "asr_model": args.asr_model}.items() if v}
+    failed = []
+    for number, path in enumerate(args.paths, 1):
+        print(f"[{number}/{len(args.paths)}] indexing {path}", file=sys.stderr)
+        state = run_index_dag(Path(path), conf)
+        print(f"[{number}/{len(args.paths)}] {path}: {state}", file=sys.stderr)
+        if state != "success":
+            failed.append(path)
+    if failed:
+        print(f"{len(failed)} of {len(args.paths)} failed: {', '.join(failed)} (the log above says why)", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from cinedex.search import search
+
+    hits = search(args.query, Settings(), video_id=args.video, limit=args.limit)
+    if args.json:
+        print(json.dumps([hit.model_dump() for hit in hits], indent=2, ensure_ascii=False))
+        return 0
+    if not hits:
+        print(f"no hits for {args.query!r}")
+    for rank, hit in enumerate(hits, 1):
+        who = hit.speaker or hit.scene_type
+        print(f"{rank:2d}. {hit.start_time}-{hit.end_time}  [{who}]  {hit.content}"
+              f"   (video {hit.video_id[:12]}, score {hit.score:.2f})")
+    return 0
+
+
+def cmd_sample_film(args: argparse.Namespace) -> int:
+    from cinedex.sample import build_sample_film
+
+    film = build_sample_film(Path(args.out) if args.out else Settings().home / "sample")
+    print(film.path)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="cinedex", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    index = commands.add_parser("index", help="index video files (runs the cinedex_index_video DAG in-process)")
+    index.add_argument("paths", nargs="+", help="video files")
+    index.add_argument("--language", default="", help="spoken language code; default: detect")
+    index.add_argument("--asr-model", default="", help="speech model name or directory")
+    index.set_defaults(run=cmd_index)
+
+    find = commands.add_parser("search", help="search the index; hits are time ranges")
+    find.add_argument("query")
+    find.add_argument("--video", help="only this video id")
+    find.add_argument("--limit", type=int, default=10)
+    find.add_argument("--json", action="store_true", help="print hits as JSON")
+    find.set_defaults(run=cmd_search)
+
+    sample = commands.add_parser("sample-film", help="build the sample film from real media in installed packages")
+    sample.add_argument("--out", help="folder (default: $CINEDEX_HOME/sample)")
+    sample.set_defaults(run=cmd_sample_film)
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""Events: the transcript's utterances (and, later, the vision model's moments) as `Event`s placed in their shots."""
+
+from __future__ import annotations
+
+import bisect
+import logging
+from pathlib import Path
+
+from cinedex.artifacts import stage_artifacts
+from cinedex.asr import Transcript, load_transcript
+from cinedex.frames import FrameSampling, load_sampling
+from cinedex.ingest import IngestedVideo
+from cinedex.model import Event
+from cinedex.settings import Settings
+
+log = logging.getLogger(__name__)
+
+EVENTS_FILE = "events.jsonl"
+
+
+def dialogue_events(video: IngestedVideo, transcript: Transcript, sampling: FrameSampling) -> list[Event]:
+    """One dialogue event per utterance, tied to the shot its midpoint falls in."""
+    shot_starts = [shot.start_s for shot in sampling.shots]
+    events = []
+    for utterance in transcript.utterances:
+        shot = None
+        if sampling.shots:
+            middle = (utterance.start_s + utterance.end_s) / 2
+            shot = sampling.shots[max(bisect.bisect_right(shot_starts, middle) - 1, 0)]
+        events.append(Event(
+            video_id=video.video_id,
+            start_s=utterance.start_s,
+            end_s=utterance.end_s,
+            scene_type="dialogue",
+            speaker=utterance.speaker,
+            characters=[utterance.speaker] if utterance.speaker else [],
+            content=utterance.text.strip(),
+            shot_id=shot.shot_id if shot else None,
+            thumbnail=shot.thumbnail if shot else "",
+            source="asr",
+            language=transcript.language,
+        ))
+    return events
+
+
+def write_events(events: list[Event], path: Path) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        for event in events:
+            f.write(event.model_dump_json() + "\n")
+
+
+def read_events(path: Path) -> list[Event]:
+    with open(path, encoding="utf-8") as f:
+        return [Event.model_validate_json(line) for line in f if line.strip()]
+
+
+def build_events(video: IngestedVideo, transcript_dir: Path, frames_dir: Path, settings: Settings) -> Path:
+    """The cached events stage: `events.jsonl` from the transcript and the shot list."""
+    artifacts = stage_artifacts(settings.artifacts_dir, video.video_id, "events",
+                                transcript=Path(transcript_dir).name, frames=Path(frames_dir).name)
+    if artifacts.complete:
+        artifacts.log_cached()
+        return artifacts.path
+    events = dialogue_events(video, load_transcript(transcript_dir), load_sampling(frames_dir))
+    with artifacts.writing() as folder:
+        write_events(events, folder / EVENTS_FILE)
+    log.info("events: %d dialogue events for %s", len(events), video.name)
+    return artifacts.path

@@ -1,0 +1,29 @@
+"""Shared fixtures: real media shipped inside installed packages, and settings confined to a test folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from cinedex.sample import SampleFilm, build_sample_film, clip, conversation
+from cinedex.settings import Settings
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def sample_film(tmp_path_factory) -> SampleFilm:
+    return build_sample_film(tmp_path_factory.mktemp("sample"))
+
+
+@pytest.fixture(scope="session")
+def media_dirs(sample_film) -> list[Path]:
+    """Folders holding real media: the sample film's and the packages' own."""
+    return [Path(sample_film.path).parent, clip("bikes.mp4").parent, conversation()[0].parent]
+
+
+@pytest.fixture
+def settings(tmp_path, media_dirs) -> Settings:
+    return Settings(home=tmp_path / "home", media_roots=os.pathsep.join(map(str, [tmp_path, *media_dirs])))
