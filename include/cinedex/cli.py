@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from cinedex.mediatime import MediaTime
 from cinedex.settings import Settings
 
 DAG_ID = "cinedex_index_video"
@@ -36,7 +37,7 @@ def run_index_dag(video: Path, conf: dict) -> str:
     """Runs `cinedex_index_video` on one video with `dag.test()`; returns the run's final state."""
     from airflow.dag_processing.dagbag import DagBag
 
-    dag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"], include_examples=False).get_dag(DAG_ID)
+    dag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"]).get_dag(DAG_ID)
     run = dag.test(run_conf={"video": str(video), **conf})
     return str(run.state)
 
@@ -68,7 +69,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         print(f"no hits for {args.query!r}")
     for rank, hit in enumerate(hits, 1):
         who = hit.speaker or hit.scene_type
-        print(f"{rank:2d}. {hit.start_time}-{hit.end_time}  [{who}]  {hit.content}"
+        span = f"{MediaTime(hit.start_s).timecode()}-{MediaTime(hit.end_s).timecode()}"
+        print(f"{rank:2d}. {span}  [{who}]  {hit.content}"
               f"   (video {hit.video_id[:12]}, score {hit.score:.2f})")
     return 0
 

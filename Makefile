@@ -1,0 +1,45 @@
+# Two commands on a fresh machine:  `make demo`  and  `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# The virtual environment is reused only while it was built from exactly these files.
+ENV_HASH := $(shell cat requirements.txt pyproject.toml | sha256sum | cut -c1-16)
+STAMP := $(VENV)/.built-from-$(ENV_HASH)
+
+export CINEDEX_HOME ?= $(CURDIR)/.cinedex
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: help setup demo test clean
+
+help:
+	@echo "make demo   set up, build the sample film, index it with the Airflow DAG, run example searches"
+	@echo "make test   set up and run the whole test suite"
+
+$(STAMP): requirements.txt pyproject.toml
+	@scripts/check-system.sh
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv==0.13.9
+	$(VENV)/bin/uv pip install --quiet --python $(PY) -r requirements.txt
+	$(VENV)/bin/uv pip install --quiet --python $(PY) --no-deps -e .
+	touch $@
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/cinedex sample-film
+	$(VENV)/bin/cinedex index "$(CINEDEX_HOME)/sample/sample_film.mp4"
+	@for query in "originally from Chicago" "what do they call her down in Texas" "I did not know you were there"; do \
+		echo; echo "\$$ cinedex search \"$$query\" --limit 3"; \
+		$(VENV)/bin/cinedex search "$$query" --limit 3 || exit 1; \
+	done
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) .cinedex

@@ -1,0 +1,97 @@
+"""The DAGs: integrity, and a real end-to-end `dag.test()` run of `cinedex_index_video` on the sample film."""
+
+from __future__ import annotations
+
+import pytest
+
+from cinedex import cli
+
+KNOWN_POOLS = {"default_pool"}
+
+
+@pytest.fixture(scope="session")
+def airflow_home(tmp_path_factory):
+    """A private Airflow home and database for the whole session (never one a live scheduler uses)."""
+    import os
+
+    home = tmp_path_factory.mktemp("airflow")
+    os.environ["AIRFLOW_HOME"] = str(home)
+    os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(cli.PROJECT_ROOT / "dags")
+    cli.airflow_environment(cli.Settings(home=home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def dagbag(airflow_home):
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(cli.PROJECT_ROOT / "dags"), known_pools=KNOWN_POOLS)
+
+
+def test_no_import_errors(dagbag):
+    assert dagbag.import_errors == {}
+    assert "cinedex_index_video" in dagbag.dag_ids
+
+
+def test_every_dag_is_tagged_retried_and_uses_known_pools(dagbag):
+    for dag_id, dag in dagbag.dags.items():
+        assert dag.tags, f"{dag_id} has no tags"
+        for task in dag.tasks:
+            assert task.retries >= 2, f"{dag_id}.{task.task_id} retries {task.retries}"
+            assert task.pool in KNOWN_POOLS, f"{dag_id}.{task.task_id} uses unknown pool {task.pool}"
+
+
+def test_trigger_form_fields_all_have_titles_and_descriptions(dagbag):
+    params = dagbag.get_dag("cinedex_index_video").params
+    for name in params:
+        assert params.get_param(name).schema.get("title") and params.get_param(name).description, name
+
+
+@pytest.fixture
+def indexed_sample(airflow_home, dagbag, sample_film, tmp_path, monkeypatch):
+    """Runs the index DAG on the sample film, as `cinedex index` does; returns a function to run it again."""
+    from pathlib import Path
+
+    home = tmp_path / "cinedex"
+    monkeypatch.setenv("CINEDEX_HOME", str(home))
+    monkeypatch.setenv("CINEDEX_MEDIA_ROOTS", str(Path(sample_film.path).parent))
+    dag = dagbag.get_dag("cinedex_index_video")
+
+    def run():
+        return dag.test(run_conf={"video": sample_film.path})
+
+    return run, home
+
+
+@pytest.mark.slow
+def test_index_dag_end_to_end_is_searchable_and_idempotent(indexed_sample, sample_film, caplog):
+    from cinedex.index import EmbeddedIndex
+    from cinedex.search import search
+    from cinedex.settings import Settings
+
+    run, home = indexed_sample
+    first = run()
+    assert str(first.state) == "success"
+    assert {ti.task_id: str(ti.state) for ti in first.get_task_instances()} == {
+        task: "success" for task in
+        ["ingest_video", "extract_audio", "sample_frames", "transcribe", "build_events", "validate", "load"]
+    }
+
+    settings = Settings()
+    reference = next(u for u in sample_film.utterances if "Yankee" in u.text)
+    hits = search("they all call me a Yankee down here", settings, limit=3)
+    assert hits and "yankee" in hits[0].content.lower()
+    assert abs(hits[0].start_s - reference.start_s) <= 1.0 and abs(hits[0].end_s - reference.end_s) <= 1.0
+    assert hits[0].start_time == "00:00:" + f"{int(hits[0].start_s):02d}"
+
+    video_id = hits[0].video_id
+    ids_before = [event.id for event in EmbeddedIndex(settings.index_dir).video_events(video_id)]
+    assert len(ids_before) >= 8
+
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        second = run()
+    assert str(second.state) == "success"
+    for stage in ("frames", "asr", "events", "validation"):
+        assert f"{stage}: cached result for video {video_id[:12]}" in caplog.text
+    assert [event.id for event in EmbeddedIndex(settings.index_dir).video_events(video_id)] == ids_before

@@ -1,0 +1,183 @@
+"""The embedded index and search against real tantivy indexes on disk."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import tantivy
+
+from cinedex.index import TEXT_ANALYZER, EmbeddedIndex, IndexBusyError
+from cinedex.model import Event
+from cinedex.search import SearchHit, search
+from cinedex.settings import Settings
+
+CASABLANCA = [
+    (12.0, 15.5, "Rick", "Of all the gin joints in all the towns in all the world, she walks into mine."),
+    (40.0, 43.0, "Ilsa", "Play it, Sam. Play As Time Goes By."),
+    (95.25, 98.0, "Rick", "Here's looking at you, kid."),
+    (130.0, 133.0, "Louis", "I'm shocked, shocked to find that gambling is going on in here!"),
+    (3725.0, 3731.0, "Rick", "Louis, I think this is the beginning of a beautiful friendship."),
+]
+INTERSTELLAR = [
+    (60.0, 64.0, "Cooper", "We used to look up at the sky and wonder at our place in the stars."),
+    (300.0, 305.0, "Brand", "Gravitation is the one force that can cross the dimensions, including time."),
+    (910.0, 913.0, "Murph", "I had a dream that the bookshelf was talking to me."),
+]
+
+
+def events(video_id: str, lines: list[tuple[float, float, str, str]]) -> list[Event]:
+    return [
+        Event(video_id=video_id, start_s=start, end_s=end, content=content, scene_type="dialogue", speaker=speaker)
+        for start, end, speaker, content in lines
+    ]
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    return Settings(home=tmp_path / "home")
+
+
+@pytest.fixture
+def index(settings) -> EmbeddedIndex:
+    index = EmbeddedIndex(settings.index_dir)
+    index.replace_video("casablanca", events("casablanca", CASABLANCA))
+    index.replace_video("interstellar", events("interstellar", INTERSTELLAR))
+    return index
+
+
+def test_phrase_finds_its_event_first_with_its_time_range(index, settings):
+    hits = search("beginning of a beautiful friendship", settings)
+
+    assert hits and all(isinstance(hit, SearchHit) for hit in hits)
+    best = hits[0]
+    assert (best.video_id, best.start_s, best.end_s) == ("casablanca", 3725.0, 3731.0)
+    assert (best.start_time, best.end_time) == ("01:02:05", "01:02:11")
+    assert best.speaker == "Rick" and best.scene_type == "dialogue" and best.source == "asr"
+    assert "<b>beautiful</b>" in best.highlight and "<b>friendship</b>" in best.highlight
+    assert [hit.score for hit in hits] == sorted((hit.score for hit in hits), reverse=True)
+
+
+def test_replacing_a_video_twice_neither_duplicates_nor_touches_other_videos(index, settings):
+    ids_before = {hit.event_id for hit in search("the", settings, video_id="casablanca", limit=100)}
+    other_before = index.count("interstellar")
+
+    for _ in range(2):
+        assert index.replace_video("casablanca", events("casablanca", CASABLANCA)) == len(CASABLANCA)
+
+    assert index.count("casablanca") == len(CASABLANCA)
+    assert index.count() == len(CASABLANCA) + len(INTERSTELLAR)
+    assert {hit.event_id for hit in search("the", settings, video_id="casablanca", limit=100)} == ids_before
+    assert index.count("interstellar") == other_before
+
+
+def test_replacement_is_seen_whole_by_a_concurrent_reader(index, settings):
+    reader = EmbeddedIndex(settings.index_dir)
+    counts: list[int] = []
+    done = threading.Event()
+
+    def read() -> None:
+        while not done.is_set():
+            reader.reload()
+            counts.append(reader.count("casablanca"))
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    try:
+        for _ in range(5):
+            index.replace_video("casablanca", events("casablanca", CASABLANCA))
+    finally:
+        done.set()
+        thread.join()
+    assert counts and set(counts) == {len(CASABLANCA)}
+
+
+def test_replacing_with_fewer_events_and_deleting(index, settings):
+    index.replace_video("casablanca", events("casablanca", CASABLANCA[:2]))
+    assert index.count("casablanca") == 2
+    assert not search("beautiful friendship", settings)
+
+    index.delete_video("casablanca")
+    assert index.count("casablanca") == 0
+    assert index.count("interstellar") == len(INTERSTELLAR)
+
+
+def test_video_filter(index, settings):
+    everywhere = {hit.video_id for hit in search("the", settings, limit=50)}
+    assert everywhere == {"casablanca", "interstellar"}
+
+    only = search("the", settings, video_id="interstellar", limit=50)
+    assert only and {hit.video_id for hit in only} == {"interstellar"}
+    assert search("the", settings, video_id="no-such-video") == []
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "", "   ", '"', '"unclosed phrase', "title:", "content:gin", "speaker:Rick AND", "(((", ")", "[1 TO",
+        "{x}", "AND", "OR NOT", "-", "-gin", "+gin", "*", "gin*", "g?n", "~", "gin~2", "^2", "gin^", "\\", "/re.*/",
+        "a:b:c", "'; DROP TABLE events; --", "\x00", "\n\t", "日本語のテキスト", "東京", "¿Dónde está Ilsa?", "Ærø",
+        "🙂🎬", "\u200b", "\ud800", "x" * 5000, " ".join(["gin"] * 1000), "NaN", "-1e309",
+    ],
+)
+def test_any_text_is_a_valid_query(index, settings, query):
+    hits = search(query, settings)
+    assert isinstance(hits, list)
+    assert search(query, settings, video_id="casablanca") is not None
+
+
+def test_empty_query_and_no_index_give_no_hits(tmp_path, index, settings):
+    assert search("", settings) == []
+    assert search("gin", settings, limit=0) == []
+    assert search("gin", Settings(home=tmp_path / "nothing-indexed")) == []
+
+
+@pytest.mark.parametrize(
+    ("query", "expected_start_s"),
+    [("dreams", 910.0), ("dreaming", 910.0), ("gravitational", 300.0), ("JOINTS", 12.0), ("shocking", 130.0)],
+)
+def test_stemming_matches_other_forms_of_a_word(index, settings, query, expected_start_s):
+    hits = search(query, settings)
+    assert hits and hits[0].start_s == expected_start_s
+
+
+def test_query_terms_match_the_indexed_terms(tmp_path):
+    """The Python-side analyzer must cut text exactly as tantivy's `en_stem` did when indexing."""
+    text = "Here's naïve Ærøskøbing, 東京タワー and R2-D2's 1,000 dreams!"
+    index = EmbeddedIndex(tmp_path / "index")
+    index.replace_video("tricky", [Event(video_id="tricky", start_s=0, end_s=1, content=text)])
+
+    searcher = index.searcher()
+    terms = TEXT_ANALYZER.analyze(text)
+    assert set(terms) == {term for term, _ in searcher.terms_with_prefix("content", "")}
+
+
+def test_index_persists_across_reopen(index, settings):
+    del index
+    reopened = EmbeddedIndex(settings.index_dir)
+
+    assert reopened.count() == len(CASABLANCA) + len(INTERSTELLAR)
+    assert reopened.count("casablanca") == len(CASABLANCA)
+    hits = search("wonder at the stars", settings)
+    assert hits[0].video_id == "interstellar" and hits[0].start_s == 60.0
+
+
+def test_a_busy_writer_is_waited_for_then_reported(index, settings):
+    other_writer = tantivy.Index.open(str(settings.index_dir)).writer()
+    impatient = EmbeddedIndex(settings.index_dir, lock_timeout_s=0.2)
+    with pytest.raises(IndexBusyError):
+        impatient.delete_video("casablanca")
+    assert index.count("casablanca") == len(CASABLANCA)
+
+    def release_soon() -> None:
+        time.sleep(0.3)
+        other_writer.wait_merging_threads()
+
+    releaser = threading.Thread(target=release_soon)
+    releaser.start()
+    try:
+        index.delete_video("casablanca")
+    finally:
+        releaser.join()
+    assert index.count("casablanca") == 0
