@@ -19,6 +19,30 @@ def sample_film(tmp_path_factory) -> SampleFilm:
 
 
 @pytest.fixture(scope="session")
+def conversation_wav() -> Path:
+    """pyannote's sample: 30 s, 16 kHz mono, a two-person phone call."""
+    return conversation()[0]
+
+
+@pytest.fixture(scope="session")
+def conversation_stm() -> Path:
+    """The conversation's reference transcript: one timed utterance a line."""
+    return conversation()[1]
+
+
+@pytest.fixture(scope="session")
+def clip_with_audio() -> Path:
+    """bigbuckbunny.mp4: 5.3 s of H.264 with 6-channel 48 kHz AAC."""
+    return clip("bigbuckbunny.mp4")
+
+
+@pytest.fixture(scope="session")
+def clip_without_audio() -> Path:
+    """bikes.mp4: 10 s of H.264 and no audio stream."""
+    return clip("bikes.mp4")
+
+
+@pytest.fixture(scope="session")
 def media_dirs(sample_film) -> list[Path]:
     """Folders holding real media: the sample film's and the packages' own."""
     return [Path(sample_film.path).parent, clip("bikes.mp4").parent, conversation()[0].parent]

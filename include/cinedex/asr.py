@@ -1,0 +1,352 @@
+"""Speech: WhisperX's voice activity detection and batched Whisper decoding, word times, utterances, subtitles.
+
+WhisperX's pyannote VAD finds the speech and groups it into chunks of at most 30 s (Whisper's window). The
+chunks are decoded in batches by faster-whisper on the model WhisperX loaded, with word times from Whisper's
+cross-attention in the same pass, so the encoder runs once per chunk. A wav2vec2 alignment model refines the word
+times when one is configured or already on disk, and a pyannote diarization model labels speakers when
+configured. Utterances are cut from the words at sentence ends and pauses.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from cinedex.artifacts import stage_artifacts
+from cinedex.ingest import IngestedVideo
+from cinedex.mediatime import MediaTime
+from cinedex.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16_000
+TRANSCRIPT_FILE, SRT_FILE, VTT_FILE = "transcript.json", "transcript.srt", "transcript.vtt"
+
+# WhisperX's VAD defaults; chunks as long as Whisper's window, so each costs one encoder pass.
+VAD_ONSET, VAD_OFFSET, VAD_CHUNK_S = 0.500, 0.363, 30
+# pyannote slides its 5 s window by 0.5 s by default, reading every sample ten times; reading it once finds the
+# same chunks in pyannote's sample conversation (edges within 0.1 s) for a tenth of the work, which matters
+# because the VAD runs on the CPU whenever there is no GPU.
+VAD_STEP_S = 5.0
+
+# Utterance cuts: a sentence end, or a silence between words longer than PAUSE_S; no utterance longer than
+# MAX_UTTERANCE_S (a subtitle's reading span). On pyannote's sample conversation (tests/test_asr.py) sentence ends
+# alone find all 13 reference utterances and no pause threshold from 0.4 to 1 s changes that: turns there follow
+# each other within 0.5 s, and Whisper's word times stretch words over short silences. The pause cut is a guard
+# for unpunctuated speech, long enough not to split a sentence at an ordinary hesitation.
+PAUSE_S = 0.7
+MAX_UTTERANCE_S = 12.0
+SENTENCE_END = (".", "?", "!", "。", "？", "！", "…")
+CLOSING_MARKS = "\"'”’)]}»"
+# Abbreviations whose full stop does not end a sentence.
+TITLES = {"mr.", "mrs.", "ms.", "dr.", "prof.", "st.", "jr.", "sr.", "vs."}
+
+
+class Word(BaseModel):
+    start_s: float
+    end_s: float
+    text: str
+
+
+class Utterance(BaseModel):
+    start_s: float
+    end_s: float
+    text: str
+    speaker: str = ""
+    words: list[Word] = Field(default_factory=list)
+
+
+class Transcript(BaseModel):
+    language: str
+    model: str
+    utterances: list[Utterance] = Field(default_factory=list)
+    speaker_note: str = Field("", description="Where the speaker labels come from, or why there are none.")
+
+
+# --- models, loaded once per process ----------------------------------------------------------------------------
+
+def resolved_device(settings: Settings) -> str:
+    if settings.asr_device != "auto":
+        return settings.asr_device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolved_compute_type(settings: Settings, device: str) -> str:
+    return settings.asr_compute_type or ("float16" if device.startswith("cuda") else "int8")
+
+
+@functools.cache
+def load_speech_model(model: str, device: str, compute_type: str):
+    """WhisperX's pipeline (Whisper model plus pyannote VAD); the language is chosen per call, not here."""
+    import whisperx
+
+    started = time.perf_counter()
+    pipeline = whisperx.load_model(model, device, compute_type=compute_type, vad_method="pyannote",
+                                   vad_options={"vad_onset": VAD_ONSET, "vad_offset": VAD_OFFSET},
+                                   threads=os.cpu_count() or 4)
+    pipeline.vad_model.vad_pipeline._segmentation.step = VAD_STEP_S
+    log.info("asr: loaded %s on %s (%s) in %.1f s", model, device, compute_type, time.perf_counter() - started)
+    return pipeline
+
+
+@functools.cache
+def load_alignment_model(name: str, language: str, device: str):
+    import whisperx
+
+    return whisperx.load_align_model(language, device, model_name=name)
+
+
+@functools.cache
+def load_diarization_model(name: str, token: str, device: str):
+    from whisperx.diarize import DiarizationPipeline
+
+    return DiarizationPipeline(model_name=name, token=token or None, device=device)
+
+
+def alignment_model(settings: Settings, language: str) -> str:
+    """The configured wav2vec2 model, else WhisperX's default for `language` when it is already on this machine
+    (never downloaded mid-run); "" for none."""
+    if settings.asr_align_model:
+        return settings.asr_align_model
+    import nltk
+    from whisperx.alignment import DEFAULT_ALIGN_MODELS_HF, DEFAULT_ALIGN_MODELS_TORCH
+
+    try:  # WhisperX's alignment splits sentences with NLTK's punkt_tab and would download it if missing.
+        nltk.data.find("tokenizers/punkt_tab")
+    except LookupError:
+        return ""
+    if language in DEFAULT_ALIGN_MODELS_TORCH:
+        import torch
+        import torchaudio
+
+        name = DEFAULT_ALIGN_MODELS_TORCH[language]
+        # torchaudio keeps its downloads under torch hub's checkpoints, named after the URL's file.
+        weights = Path(torch.hub.get_dir(), "checkpoints", Path(getattr(torchaudio.pipelines, name)._path).name)
+        return name if weights.is_file() else ""
+    if language in DEFAULT_ALIGN_MODELS_HF:
+        from huggingface_hub import try_to_load_from_cache
+
+        name = DEFAULT_ALIGN_MODELS_HF[language]
+        return name if isinstance(try_to_load_from_cache(name, "config.json"), str) else ""
+    return ""
+
+
+def diarization_enabled(settings: Settings) -> bool:
+    """The diarization model is gated: it needs a token, unless it is a local folder."""
+    model = settings.diarization_model
+    return bool(model) and (bool(settings.hf_token) or Path(model).is_dir())
+
+
+# --- transcription ----------------------------------------------------------------------------------------------
+
+@contextmanager
+def _torch_threads(count: int) -> Iterator[None]:
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def speech_chunks(pipeline, audio: np.ndarray, device: str) -> list[dict]:
+    """WhisperX's VAD: speech regions merged into chunks of at most VAD_CHUNK_S seconds ({start, end} in s)."""
+    vad = pipeline.vad_model
+    # On the CPU the VAD's LSTM runs on one thread: its many tiny steps make parallel threads spin-wait on each
+    # other, which on a busy 2-core machine cost up to 8x the CPU time of one thread.
+    with _torch_threads(1) if device == "cpu" else nullcontext():
+        regions = vad({"waveform": vad.preprocess_audio(audio), "sample_rate": SAMPLE_RATE})
+    return [{"start": c["start"], "end": c["end"]}
+            for c in vad.merge_chunks(regions, VAD_CHUNK_S, onset=VAD_ONSET, offset=VAD_OFFSET)]
+
+
+def _ends_sentence(text: str) -> bool:
+    text = text.strip().rstrip(CLOSING_MARKS)
+    return text.endswith(SENTENCE_END) and text.lower() not in TITLES
+
+
+def _utterance(words: list[Word]) -> Utterance:
+    # Words keep Whisper's own spacing until here, so languages written without spaces join correctly.
+    return Utterance(start_s=words[0].start_s, end_s=words[-1].end_s, text="".join(w.text for w in words).strip(),
+                     words=[w.model_copy(update={"text": w.text.strip()}) for w in words])
+
+
+def _capped(words: list[Word], max_s: float) -> list[list[Word]]:
+    """`words` cut at their longest silences until no piece is longer than `max_s`."""
+    if len(words) < 2 or words[-1].end_s - words[0].start_s <= max_s:
+        return [words]
+    gaps = [b.start_s - a.end_s for a, b in zip(words, words[1:])]
+    cut = gaps.index(max(gaps)) + 1
+    return _capped(words[:cut], max_s) + _capped(words[cut:], max_s)
+
+
+def split_utterances(words: list[Word], pause_s: float = PAUSE_S, max_s: float = MAX_UTTERANCE_S) -> list[Utterance]:
+    """Cut time-ordered words into utterances at sentence ends and at pauses longer than `pause_s`; a piece still
+    longer than `max_s` is cut at its longest silences."""
+    pieces, current = [], []
+    for word in words:
+        if current and word.start_s - current[-1].end_s > pause_s:
+            pieces.append(current)
+            current = []
+        current.append(word)
+        if _ends_sentence(word.text):
+            pieces.append(current)
+            current = []
+    if current:
+        pieces.append(current)
+    return [_utterance(capped) for piece in pieces for capped in _capped(piece, max_s)]
+
+
+def assign_speakers(utterances: list[Utterance], turns: list[tuple[float, float, str]]) -> list[Utterance]:
+    """Each utterance gets the speaker whose turns overlap it longest; "" where no turn overlaps."""
+    labelled = []
+    for utterance in utterances:
+        overlap: dict[str, float] = {}
+        for start, end, speaker in turns:
+            shared = min(end, utterance.end_s) - max(start, utterance.start_s)
+            if shared > 0:
+                overlap[speaker] = overlap.get(speaker, 0.0) + shared
+        speaker = max(overlap, key=overlap.get) if overlap else ""
+        labelled.append(utterance.model_copy(update={"speaker": speaker}))
+    return labelled
+
+
+def _decode(pipeline, audio: np.ndarray, chunks: list[dict], settings: Settings, name: str):
+    """faster-whisper's batched decoding of the VAD chunks with word times; returns (segments, language)."""
+    import faster_whisper
+
+    segments, info = faster_whisper.BatchedInferencePipeline(pipeline.model).transcribe(
+        audio, language=settings.language or None, batch_size=settings.asr_batch_size, word_timestamps=True,
+        clip_timestamps=chunks)
+    decoded, started, duration, next_report = [], time.perf_counter(), len(audio) / SAMPLE_RATE, 0.1
+    for segment in segments:  # a generator: decoding happens batch by batch while it is consumed
+        decoded.append(segment)
+        if segment.end >= next_report * duration:
+            log.info("asr: %s: %d segments, %.0f of %.0f s decoded in %.1f s", name, len(decoded), segment.end,
+                     duration, time.perf_counter() - started)
+            next_report = int(segment.end / duration * 10 + 1) / 10
+    return decoded, info.language
+
+
+def _whisper_words(segment) -> list[Word]:
+    return [Word(start_s=w.start, end_s=max(w.end, w.start), text=w.word) for w in segment.words or []]
+
+
+def _aligned_words(segment, audio: np.ndarray, model, metadata: dict, device: str) -> list[Word]:
+    """The segment's words with wav2vec2 times, or with Whisper's own times when alignment does not give exactly
+    one timed word for each of Whisper's words."""
+    import whisperx
+
+    words = _whisper_words(segment)
+    aligned = whisperx.align([{"start": segment.start, "end": segment.end, "text": segment.text}], model, metadata,
+                             audio, device)["word_segments"]
+    if len(aligned) != len(words) or not all("start" in a and "end" in a for a in aligned):
+        return words
+    return [w.model_copy(update={"start_s": float(a["start"]), "end_s": float(max(a["end"], a["start"]))})
+            for w, a in zip(words, aligned)]
+
+
+def transcribe(audio_path: Path, settings: Settings) -> Transcript:
+    """Utterance-level transcript of a 16 kHz mono audio file (any format ffmpeg reads works)."""
+    import whisperx
+
+    name = Path(audio_path).name
+    device = resolved_device(settings)
+    model_name = settings.resolved_asr_model
+    pipeline = load_speech_model(model_name, device, resolved_compute_type(settings, device))
+    audio = whisperx.load_audio(str(audio_path))
+    duration = len(audio) / SAMPLE_RATE
+    started = time.perf_counter()
+
+    chunks = speech_chunks(pipeline, audio, device)
+    voiced = sum(c["end"] - c["start"] for c in chunks)
+    log.info("asr: %s: %d speech chunks, %.0f of %.0f s, found in %.1f s", name, len(chunks), voiced, duration,
+             time.perf_counter() - started)
+    segments, language = _decode(pipeline, audio, chunks, settings, name) if chunks else ([], settings.language)
+
+    align_name = alignment_model(settings, language) if segments else ""
+    if align_name:
+        align_model, metadata = load_alignment_model(align_name, language, device)
+        words = [w for s in segments for w in _aligned_words(s, audio, align_model, metadata, device)]
+    else:
+        words = [w for s in segments for w in _whisper_words(s)]
+        if segments:
+            log.info("asr: %s: word times from Whisper's cross-attention (no wav2vec2 alignment model on this "
+                     "machine for %r; set CINEDEX_ASR_ALIGN_MODEL to refine them)", name, language)
+    utterances = split_utterances(words)
+
+    if diarization_enabled(settings):
+        frame = load_diarization_model(settings.diarization_model, settings.hf_token, device)(audio)
+        utterances = assign_speakers(utterances, list(zip(frame["start"], frame["end"], frame["speaker"])))
+        speaker_note = f"speakers from {settings.diarization_model}"
+    else:
+        speaker_note = (f"no speaker labels: diarization with {settings.diarization_model or 'no model'} "
+                        "needs CINEDEX_HF_TOKEN")
+        log.info("asr: %s: %s", name, speaker_note)
+
+    elapsed = time.perf_counter() - started
+    log.info("asr: %s: %d utterances from %d segments, %.1f s of audio in %.1f s (real-time factor %.3f)",
+             name, len(utterances), len(segments), duration, elapsed, elapsed / duration if duration else 0.0)
+    return Transcript(language=language or "", model=model_name, utterances=utterances, speaker_note=speaker_note)
+
+
+# --- subtitles and the cached stage -----------------------------------------------------------------------------
+
+def _one_line(text: str) -> str:
+    # A blank line would end a subtitle cue early.
+    return " ".join(text.split())
+
+
+def to_srt(transcript: Transcript) -> str:
+    cues = []
+    for number, u in enumerate(transcript.utterances, 1):
+        text = _one_line(f"{u.speaker}: {u.text}" if u.speaker else u.text)
+        cues.append(f"{number}\n{MediaTime(u.start_s).timecode(',')} --> {MediaTime(u.end_s).timecode(',')}\n{text}\n")
+    return "\n".join(cues)
+
+
+def to_vtt(transcript: Transcript) -> str:
+    cues = ["WEBVTT\n"]
+    for u in transcript.utterances:
+        text = _one_line(u.text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        voice = f"<v {_one_line(u.speaker).replace('>', '')}>" if u.speaker else ""
+        cues.append(f"{MediaTime(u.start_s).timecode()} --> {MediaTime(u.end_s).timecode()}\n{voice}{text}\n")
+    return "\n".join(cues)
+
+
+def load_transcript(folder: Path) -> Transcript:
+    return Transcript.model_validate_json((Path(folder) / TRANSCRIPT_FILE).read_text(encoding="utf-8"))
+
+
+def transcribe_video(video: IngestedVideo, audio_path: Path | None, settings: Settings) -> Path:
+    """The cached asr stage: `transcript.json`, `.srt` and `.vtt`; an empty transcript for a silent video."""
+    artifacts = stage_artifacts(
+        settings.artifacts_dir, video.video_id, "asr", model=settings.resolved_asr_model, language=settings.language,
+        batch_size=settings.asr_batch_size, align_model=settings.asr_align_model,
+        diarization=settings.diarization_model if diarization_enabled(settings) else "")
+    if artifacts.complete:
+        artifacts.log_cached()
+        return artifacts.path
+    if audio_path is None:
+        transcript = Transcript(language=settings.language, model=settings.resolved_asr_model,
+                                speaker_note="no audio")
+    else:
+        transcript = transcribe(audio_path, settings)
+    with artifacts.writing() as folder:
+        (folder / TRANSCRIPT_FILE).write_text(transcript.model_dump_json(indent=1), encoding="utf-8")
+        (folder / SRT_FILE).write_text(to_srt(transcript), encoding="utf-8")
+        (folder / VTT_FILE).write_text(to_vtt(transcript), encoding="utf-8")
+    log.info("asr: %s -> %d utterances (%s)", video.name, len(transcript.utterances), transcript.language or "-")
+    return artifacts.path
