@@ -18,6 +18,7 @@ import threading
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -32,7 +33,10 @@ from cinedex.settings import Settings
 
 log = logging.getLogger(__name__)
 
-_PTS_TIME = re.compile(r"\bn:\s*\d+\s+pts:\s*-?\d+\s+pts_time:\s*(-?[\d.]+)")
+# showinfo's integer pts and its input time base: pts_time is printed to 6 significant digits only, which past
+# 10,000 s (2 h 47 min) would give neighbouring frames the same time.
+_PTS = re.compile(r"\bn:\s*\d+\s+pts:\s*(-?\d+)\s")
+_TIME_BASE = re.compile(r"config in time_base:\s*(\d+)/(\d+)")
 _ANALYSIS_STEP = 4  # analyse every 4th pixel of the luma plane: plenty for cut and motion scores
 _RECENT_SCORES = 12  # frames of context for the adaptive cut rule
 _CUT_OVER_RECENT = 3.0  # a cut stands this far above the recent frame-to-frame change
@@ -70,6 +74,7 @@ class _Keyframe:
     time_s: float
     luma: np.ndarray
     jpeg: Path
+    decode_stretch: bool = True  # decode the stretch from here to the next keyframe in full?
 
 
 def output_size(width: int, height: int, rotation: int, target_width: int) -> tuple[int, int]:
@@ -93,7 +98,9 @@ def _decode(path: str, size: tuple[int, int], *, keyframes_only: bool = False, s
         input_args["ss"] = f"{start_s:.6f}"
     if duration_s is not None:
         input_args["t"] = f"{duration_s:.6f}"
-    stream = ffmpeg.input(path, **input_args).video.filter("scale", width, height).filter("showinfo")
+    # Area averaging: the right filter for large downscales, and a quarter cheaper than the default bicubic.
+    stream = (ffmpeg.input(path, **input_args).video.filter("scale", width, height, flags="area")
+              .filter("showinfo", checksum=0))
     process = (
         ffmpeg.output(stream, "pipe:", format="rawvideo", pix_fmt="yuv420p", fps_mode="passthrough")
         .global_args("-hide_banner", "-nostats", "-copyts", "-loglevel", "info")
@@ -103,10 +110,13 @@ def _decode(path: str, size: tuple[int, int], *, keyframes_only: bool = False, s
     stderr_tail: deque[str] = deque(maxlen=20)
 
     def read_times() -> None:
+        time_base = Fraction(0)
         for raw in process.stderr:
             line = raw.decode(errors="replace")
-            if match := _PTS_TIME.search(line):
-                times.put(float(match.group(1)))
+            if match := _PTS.search(line):
+                times.put(float(int(match.group(1)) * time_base))
+            elif match := _TIME_BASE.search(line):
+                time_base = Fraction(int(match.group(1)), int(match.group(2)))
             else:
                 stderr_tail.append(line.strip())
         times.put(None)
@@ -194,20 +204,41 @@ class _Sweep:
         self.previous = luma
 
 
-def _stretches_to_decode(keyframes: list[_Keyframe], duration_s: float, settings: Settings) -> list[bool]:
-    """Per stretch between keyframes (the last one runs to the end): decode it in full?"""
-    floor_gap = 1.0 / settings.sample_floor_fps
+def _needs_decoding(keyframe: _Keyframe, next_time_s: float, next_luma: np.ndarray | None,
+                    settings: Settings) -> bool:
+    """Decode the stretch from `keyframe` to the next one (None: the film's end) in full?"""
+    if next_luma is None:
+        return next_time_s - keyframe.time_s > 1e-3
     # Half the cut threshold: a cut or fast action between two keyframes moves their difference well past it.
-    changed = settings.shot_threshold / 2
-    needs = []
-    for i, keyframe in enumerate(keyframes):
-        if i + 1 == len(keyframes):
-            needs.append(duration_s - keyframe.time_s > 1e-3)
-            continue
-        following = keyframes[i + 1]
-        needs.append(following.time_s - keyframe.time_s > floor_gap + 1e-6
-                     or picture_change(keyframe.luma, following.luma) > changed)
-    return needs
+    return (next_time_s - keyframe.time_s > 1.0 / settings.sample_floor_fps + 1e-6
+            or picture_change(keyframe.luma, next_luma) > settings.shot_threshold / 2)
+
+
+def _keyframes(video: IngestedVideo, size: tuple[int, int], key_dir: Path, settings: Settings) -> list[_Keyframe]:
+    """Pass 1: every keyframe with its analysis picture and whether the stretch it starts must be decoded.
+
+    A keyframe's picture is kept as JPEG only where the sweep can use it: when its stretch is not decoded, or when
+    it ends a decoded one; a decoded stretch yields its first keyframe again.
+    """
+    keyframes: list[_Keyframe] = []
+    pending: np.ndarray | None = None
+
+    def settle(index: int, picture: np.ndarray) -> None:
+        if not keyframes[index].decode_stretch or (index > 0 and keyframes[index - 1].decode_stretch):
+            _write_jpeg(picture, keyframes[index].jpeg)
+
+    for time_s, frame in _decode(video.path, size, keyframes_only=True):
+        luma = _luma(frame, size[1])
+        if keyframes:
+            keyframes[-1].decode_stretch = _needs_decoding(keyframes[-1], time_s, luma, settings)
+            settle(len(keyframes) - 1, pending)
+        keyframes.append(_Keyframe(time_s, luma, key_dir / f"{len(keyframes)}.jpg"))
+        pending = frame
+    if not keyframes:
+        raise RuntimeError(f"{video.name}: no keyframe could be decoded")
+    keyframes[-1].decode_stretch = _needs_decoding(keyframes[-1], video.info.duration_s, None, settings)
+    settle(len(keyframes) - 1, pending)
+    return keyframes
 
 
 def sample(video: IngestedVideo, settings: Settings, out_dir: Path) -> FrameSampling:
@@ -218,27 +249,20 @@ def sample(video: IngestedVideo, settings: Settings, out_dir: Path) -> FrameSamp
     for folder in (frames_dir, thumbs_dir, key_dir):
         folder.mkdir(parents=True, exist_ok=True)
 
-    keyframes: list[_Keyframe] = []
-    for time_s, frame in _decode(video.path, size, keyframes_only=True):
-        jpeg = key_dir / f"{len(keyframes)}.jpg"
-        _write_jpeg(frame, jpeg)
-        keyframes.append(_Keyframe(time_s, _luma(frame, size[1]), jpeg))
-    if not keyframes:
-        raise RuntimeError(f"{video.name}: no keyframe could be decoded")
+    keyframes = _keyframes(video, size, key_dir, settings)
     log.info("frames: pass 1 decoded %d keyframes of %s (%.1f s)", len(keyframes), video.name, info.duration_s)
 
-    needs = _stretches_to_decode(keyframes, info.duration_s, settings)
     sweep = _Sweep(settings, frames_dir, size[1])
     decoded_s, i = 0.0, 0
     while i < len(keyframes):
-        if not needs[i]:
+        if not keyframes[i].decode_stretch:
             keyframe = keyframes[i]
-            sweep.frame(keyframe.time_s, keyframe.luma, lambda path, k=keyframe: shutil.copyfile(k.jpeg, path),
+            sweep.frame(keyframe.time_s, keyframe.luma, lambda path, k=keyframe: k.jpeg.rename(path),
                         consecutive=False)
             i += 1
             continue
         j = i
-        while j < len(keyframes) and needs[j]:
+        while j < len(keyframes) and keyframes[j].decode_stretch:
             j += 1
         start = keyframes[i].time_s
         end = keyframes[j].time_s if j < len(keyframes) else info.duration_s + 1.0
@@ -250,7 +274,7 @@ def sample(video: IngestedVideo, settings: Settings, out_dir: Path) -> FrameSamp
         if j < len(keyframes):
             # The keyframe that ends a decoded stretch is the very next frame: a cut may sit right on it.
             keyframe = keyframes[j]
-            sweep.frame(keyframe.time_s, keyframe.luma, lambda path, k=keyframe: shutil.copyfile(k.jpeg, path),
+            sweep.frame(keyframe.time_s, keyframe.luma, lambda path, k=keyframe: k.jpeg.rename(path),
                         consecutive=True)
         i = j + 1
     shutil.rmtree(key_dir)
