@@ -13,6 +13,7 @@ import tantivy
 from pydantic import BaseModel, Field
 
 from cinedex.index import TEXT_ANALYZER, TEXT_FIELDS, EmbeddedIndex, from_document, keyword_field
+from cinedex.model import Event
 from cinedex.settings import Settings
 
 FIELD_BOOSTS = {"content": 2.0, "event": 2.0}
@@ -80,6 +81,9 @@ def build_query(schema: tantivy.Schema, text: str, video_id: str | None = None) 
     return tantivy.Query.boolean_query([(tantivy.Occur.Must, query), (tantivy.Occur.Must, in_video)])
 
 
+_EVENT_FIELDS_IN_HITS = set(SearchHit.model_fields) & set(Event.model_fields)
+
+
 @lru_cache(maxsize=8)
 def _open_index(path: Path) -> EmbeddedIndex:
     return EmbeddedIndex(path)
@@ -99,25 +103,8 @@ def search(query: str, settings: Settings, video_id: str | None = None, limit: i
     for score, address in searcher.search(tantivy_query, limit=limit, count=False).hits:
         doc = searcher.doc(address)
         event = from_document(doc)
-        hits.append(
-            SearchHit(
-                video_id=event.video_id,
-                event_id=event.id,
-                start_s=event.start_s,
-                end_s=event.end_s,
-                start_time=event.start_time,
-                end_time=event.end_time,
-                score=score,
-                scene_type=event.scene_type,
-                source=event.source,
-                speaker=event.speaker,
-                content=event.content,
-                event=event.event,
-                shot_id=event.shot_id,
-                thumbnail=event.thumbnail,
-                highlight=highlighter.highlight(doc),
-            )
-        )
+        hits.append(SearchHit(**event.model_dump(include=_EVENT_FIELDS_IN_HITS), event_id=event.id, score=score,
+                              highlight=highlighter.highlight(doc)))
     # tantivy breaks score ties by segment order, which changes with merges; break them by time instead.
     return sorted(hits, key=lambda hit: (-hit.score, hit.video_id, hit.start_s))
 
