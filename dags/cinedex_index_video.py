@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk import Asset, Param, dag, get_current_context, task
 
 from cinedex import asr, audio, events, frames, index, ingest, validation
@@ -50,21 +51,23 @@ def video_of(ingested: dict) -> IngestedVideo:
 def cinedex_index_video():
     @task
     def ingest_video() -> dict:
-        settings = run_settings()
-        return ingest.ingest(get_current_context()["params"]["video"], settings).model_dump()
+        try:
+            return ingest.ingest(get_current_context()["params"]["video"], run_settings()).model_dump()
+        except ingest.IngestError as exc:
+            raise AirflowFailException(str(exc)) from exc  # bad input stays bad: fail now, no retries
 
     @task
     def sample_frames(ingested: dict) -> str:
         return str(frames.sample_frames(video_of(ingested), run_settings()))
 
     @task
-    def extract_audio(ingested: dict) -> str | None:
+    def extract_audio(ingested: dict) -> str:
         path = audio.extract_audio(video_of(ingested), run_settings())
-        return str(path) if path else None
+        return str(path) if path else ""  # "" = no audio track (a None return would push no XCom)
 
     @task
-    def transcribe(ingested: dict, audio_path: str | None) -> str:
-        return str(asr.transcribe_video(video_of(ingested), audio_path and Path(audio_path), run_settings()))
+    def transcribe(ingested: dict, audio_path: str) -> str:
+        return str(asr.transcribe_video(video_of(ingested), Path(audio_path) if audio_path else None, run_settings()))
 
     @task
     def build_events(ingested: dict, transcript_dir: str, frames_dir: str) -> str:

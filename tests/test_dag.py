@@ -95,3 +95,21 @@ def test_index_dag_end_to_end_is_searchable_and_idempotent(indexed_sample, sampl
     for stage in ("frames", "asr", "events", "validation"):
         assert f"{stage}: cached result for video {video_id[:12]}" in caplog.text
     assert [event.id for event in EmbeddedIndex(settings.index_dir).video_events(video_id)] == ids_before
+
+
+@pytest.mark.slow
+def test_bad_input_fails_at_ingest_without_retries_and_loads_nothing(indexed_sample, tmp_path, monkeypatch):
+    from cinedex.settings import Settings
+
+    _, home = indexed_sample
+    broken = tmp_path / "broken film.mp4"
+    broken.write_text("not a film")
+    monkeypatch.setenv("CINEDEX_MEDIA_ROOTS", str(tmp_path))
+    from airflow.dag_processing.dagbag import DagBag
+
+    dag = DagBag(dag_folder=str(cli.PROJECT_ROOT / "dags")).get_dag("cinedex_index_video")
+    run = dag.test(run_conf={"video": str(broken)})
+    states = {ti.task_id: ti for ti in run.get_task_instances()}
+    assert str(run.state) == "failed"
+    assert str(states["ingest_video"].state) == "failed" and states["ingest_video"].try_number == 1
+    assert not (Settings().index_dir / "meta.json").exists()
