@@ -47,6 +47,13 @@ class Settings(BaseSettings):
 
     max_invalid_fraction: float = Field(0.2, description="Validation fails the run when more events than this fail.")
 
+    window_target_s: float = Field(120.0, description="Vision windows: whole shots gathered to about this length.")
+    window_max_s: float = Field(240.0, description="Vision windows are never longer; longer shots are split.")
+    vision_context_tokens: int = Field(32768, description="Context budget of one vision call (frames, prompt, answer).")
+    vision_max_new_tokens: int = Field(1024, description="Most tokens the vision model writes per window.")
+    vision_temperature: float = Field(0.0, description="Sampling temperature of the vision model; 0 = greedy.")
+    vision_timestamp_alignment: bool = Field(True, description="Give the model each frame pair's film time.")
+
     @cached_property
     def allowed_roots(self) -> list[Path]:
         roots = [Path(p) for p in self.media_roots.split(os.pathsep) if p] or [Path.cwd()]
