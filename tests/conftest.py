@@ -51,3 +51,11 @@ def media_dirs(sample_film) -> list[Path]:
 @pytest.fixture
 def settings(tmp_path, media_dirs) -> Settings:
     return Settings(home=tmp_path / "home", media_roots=os.pathsep.join(map(str, [tmp_path, *media_dirs])))
+
+
+@pytest.fixture(scope="session")
+def tiny_vision_model(tmp_path_factory) -> Path:
+    """A tiny random Qwen3-VL checkpoint folder (model, tokenizer, processor, chat template), built once."""
+    from tiny_qwen3vl import build_tiny_qwen3vl
+
+    return build_tiny_qwen3vl(tmp_path_factory.mktemp("tiny-qwen3vl"))

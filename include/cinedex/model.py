@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from typing import Literal, get_args
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, create_model, model_validator
 
 from cinedex import PIPELINE_VERSION
 from cinedex.mediatime import MediaTime
@@ -74,3 +74,41 @@ class Event(BaseModel):
             if field.annotation in ("str", "list[str]", str, list[str])
             and name not in ("id", "video_id", "start_time", "end_time", "thumbnail", "pipeline_version", "language")
         ]
+
+
+# What the vision model writes: a named subset of Event's fields, their types and descriptions taken from Event so
+# the two cannot drift apart. Derived and bookkeeping fields (ids, HH:MM:SS, source, shot, thumbnail) are filled in
+# by the pipeline, never by a model.
+VISUAL_MOMENT_FIELDS: tuple[str, ...] = (
+    "start_s", "end_s", "scene_type", "event", "characters", "speaker", "dialogue_summary", "location", "action",
+    "emotion", "objects_visible", "spatial_description", "on_screen_text",
+)
+MAX_MOMENTS_PER_WINDOW = 8
+
+
+def _visual_moment_model() -> type[BaseModel]:
+    fields = {}
+    for name in VISUAL_MOMENT_FIELDS:
+        field = Event.model_fields[name]
+        # Every field required in the answer: a constrained decoder then writes them all, in a fixed order.
+        fields[name] = (field.annotation, Field(description=field.description))
+    return create_model("VisualMoment", __doc__="One moment the vision model saw inside a window.", **fields)
+
+
+VisualMoment = _visual_moment_model()
+
+
+class WindowAnswer(BaseModel):
+    """The vision model's whole answer for one window."""
+
+    moments: list[VisualMoment] = Field(max_length=MAX_MOMENTS_PER_WINDOW)  # type: ignore[valid-type]
+
+
+def vision_json_schema(window_start: float, window_end: float) -> dict:
+    """WindowAnswer's JSON schema with start_s/end_s bounded to the window, for constrained decoding."""
+    schema = WindowAnswer.model_json_schema()
+    moment = schema["$defs"]["VisualMoment"]["properties"]
+    for name in ("start_s", "end_s"):
+        moment[name]["minimum"] = float(window_start)
+        moment[name]["maximum"] = float(window_end)
+    return schema
