@@ -25,7 +25,7 @@ TEXT_TOKENIZER = "en_stem"
 KEYWORD_FIELDS = ("id", "video_id", "scene_type", "source", "speaker", "characters", "language", "pipeline_version")
 EVENT_JSON_FIELD = "event_json"
 TEXT_FIELDS = tuple(Event.text_fields())
-RANGE_FIELDS = tuple(name for name, field in Event.model_fields.items() if field.annotation in (float, "float"))
+RANGE_FIELDS = tuple(name for name, field in Event.model_fields.items() if field.annotation is float)
 # tantivy's `en_stem` has no Python handle; this is the same pipeline (SimpleTokenizer, RemoveLong(40),
 # LowerCaser, English stemmer), so queries are cut into exactly the terms the index holds.
 TEXT_ANALYZER = (

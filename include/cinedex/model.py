@@ -71,7 +71,7 @@ class Event(BaseModel):
         return [
             name
             for name, field in cls.model_fields.items()
-            if field.annotation in ("str", "list[str]", str, list[str])
+            if field.annotation in (str, list[str])
             and name not in ("id", "video_id", "start_time", "end_time", "thumbnail", "pipeline_version", "language")
         ]
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 import logging
 import math
+import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
