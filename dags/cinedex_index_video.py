@@ -1,4 +1,4 @@
-"""Index one video: ingest, frames and audio, speech, events, validation, load into the search index."""
+"""Index one video: ingest, frames and audio, speech, visual events on the GPU pool, validation, load."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk import Asset, Param, dag, get_current_context, task
 
-from cinedex import asr, audio, events, frames, index, ingest, validation
+from cinedex import asr, audio, events, frames, index, ingest, validation, vision
 from cinedex.ingest import IngestedVideo
 from cinedex.settings import Settings
 
@@ -43,6 +43,18 @@ def video_of(ingested: dict) -> IngestedVideo:
                                   description="Fewest frames per second kept, also in static shots."),
         "sample_max_fps": Param(DEFAULTS.sample_max_fps, type="number", exclusiveMinimum=0, maximum=30, title="Cap (frames/s)",
                                 description="Most frames per second kept, also in fast action."),
+        "vision_model": Param(DEFAULTS.vision_model, type="string", title="Vision model",
+                              description="Qwen3-VL model id or local folder; `none` indexes speech and shots only."),
+        "vision_context_tokens": Param(DEFAULTS.vision_context_tokens, type="integer", minimum=2048, maximum=262144,
+                                       title="Context length (tokens)",
+                                       description="Tokens one window may use: its frames, the prompt and the answer."),
+        "vision_max_new_tokens": Param(DEFAULTS.vision_max_new_tokens, type="integer", minimum=64, maximum=32768,
+                                       title="Max output tokens", description="Most tokens the model writes per window."),
+        "vision_temperature": Param(DEFAULTS.vision_temperature, type="number", minimum=0, maximum=2,
+                                    title="Temperature", description="0 decodes greedily (reproducible)."),
+        "vision_timestamp_alignment": Param(DEFAULTS.vision_timestamp_alignment, type="boolean",
+                                            title="Timestamp alignment",
+                                            description="Give the model each frame's film time (`<t seconds>` markers)."),
         "shot_threshold": Param(DEFAULTS.shot_threshold, type="number", minimum=0.01, maximum=1, title="Cut sensitivity",
                                 description="Picture change (0-1) between consecutive frames that counts as a cut; lower finds more cuts."),
     },
@@ -70,8 +82,22 @@ def cinedex_index_video():
         return str(asr.transcribe_video(video_of(ingested), Path(audio_path) if audio_path else None, run_settings()))
 
     @task
-    def build_events(ingested: dict, transcript_dir: str, frames_dir: str) -> str:
-        return str(events.build_events(video_of(ingested), Path(transcript_dir), Path(frames_dir), run_settings()))
+    def plan_windows(ingested: dict, frames_dir: str, transcript_dir: str) -> list[dict]:
+        settings, video = run_settings(), video_of(ingested)
+        if not settings.vision_enabled or not video.info.has_video:
+            return []
+        windows_dir = vision.plan_windows(video, Path(frames_dir), Path(transcript_dir), settings)
+        return [{"windows_dir": str(windows_dir), "batch": i} for i in range(len(vision.load_plan(windows_dir).batches))]
+
+    @task(queue="gpu", pool="gpu")
+    def describe_windows(work: dict) -> str:
+        return str(vision.describe_batch(Path(work["windows_dir"]), work["batch"], run_settings()))
+
+    @task(trigger_rule="none_failed")  # runs when there was no vision work and the mapped task was skipped
+    def build_events(ingested: dict, transcript_dir: str, frames_dir: str, vision_dirs: list[str]) -> str:
+        vision_dir = Path(next(iter(vision_dirs))) if vision_dirs else None
+        return str(events.build_events(video_of(ingested), Path(transcript_dir), Path(frames_dir), run_settings(),
+                                       vision_dir))
 
     @task
     def validate(ingested: dict, events_dir: str) -> str:
@@ -85,7 +111,8 @@ def cinedex_index_video():
     audio_path = extract_audio(ingested)
     frames_dir = sample_frames(ingested)
     transcript_dir = transcribe(ingested, audio_path)
-    events_dir = build_events(ingested, transcript_dir, frames_dir)
+    vision_dirs = describe_windows.expand(work=plan_windows(ingested, frames_dir, transcript_dir))
+    events_dir = build_events(ingested, transcript_dir, frames_dir, vision_dirs)
     load(ingested, validate(ingested, events_dir))
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from cinedex import cli
 
-KNOWN_POOLS = {"default_pool"}
+KNOWN_POOLS = {"default_pool", "gpu"}
 
 
 @pytest.fixture(scope="session")
@@ -57,25 +57,29 @@ def indexed_sample(airflow_home, dagbag, sample_film, tmp_path, monkeypatch):
     monkeypatch.setenv("CINEDEX_MEDIA_ROOTS", str(Path(sample_film.path).parent))
     dag = dagbag.get_dag("cinedex_index_video")
 
-    def run():
-        return dag.test(run_conf={"video": sample_film.path})
+    def run(**conf):
+        return dag.test(run_conf={"video": sample_film.path, **conf})
 
     return run, home
 
 
 @pytest.mark.slow
-def test_index_dag_end_to_end_is_searchable_and_idempotent(indexed_sample, sample_film, caplog):
+@pytest.mark.parametrize("vision_model", ["none", "tiny"])
+def test_index_dag_end_to_end_is_searchable_and_idempotent(indexed_sample, sample_film, caplog, vision_model,
+                                                           request):
     from cinedex.index import EmbeddedIndex
     from cinedex.search import search
     from cinedex.settings import Settings
 
+    # Through the trigger form's field, as a user would choose it.
+    model = str(request.getfixturevalue("tiny_vision_model")) if vision_model == "tiny" else "none"
     run, home = indexed_sample
-    first = run()
+    first = run(vision_model=model)
     assert str(first.state) == "success"
-    assert {ti.task_id: str(ti.state) for ti in first.get_task_instances()} == {
-        task: "success" for task in
-        ["ingest_video", "extract_audio", "sample_frames", "transcribe", "build_events", "validate", "load"]
-    }
+    states = {ti.task_id: str(ti.state) for ti in first.get_task_instances()}
+    assert states.pop("describe_windows") == ("skipped" if vision_model == "none" else "success")
+    assert states == {task: "success" for task in ["ingest_video", "extract_audio", "sample_frames", "transcribe",
+                                                   "plan_windows", "build_events", "validate", "load"]}
 
     settings = Settings()
     reference = next(u for u in sample_film.utterances if "Yankee" in u.text)
@@ -85,15 +89,26 @@ def test_index_dag_end_to_end_is_searchable_and_idempotent(indexed_sample, sampl
     assert hits[0].start_time == "00:00:" + f"{int(hits[0].start_s):02d}"
 
     video_id = hits[0].video_id
-    ids_before = [event.id for event in EmbeddedIndex(settings.index_dir).video_events(video_id)]
-    assert len(ids_before) >= 8
+    indexed = EmbeddedIndex(settings.index_dir).video_events(video_id)
+    assert sum(event.source == "asr" for event in indexed) >= 8
+    if vision_model == "tiny":
+        # A random model writes nonsense, but schema-valid nonsense: every moment is indexed or quarantined.
+        events_dir = next(settings.artifacts_dir.joinpath(video_id).glob("events-*"))
+        quarantined = (events_dir / "vision_quarantine.jsonl").read_text().splitlines()
+        visual = [event for event in indexed if event.source == "vision"]
+        assert visual or quarantined
+        assert all(0 <= event.start_s < event.end_s <= sample_film.duration_s for event in visual)
+    ids_before = [event.id for event in indexed]
 
     caplog.clear()
     with caplog.at_level("INFO"):
-        second = run()
+        second = run(vision_model=model)
     assert str(second.state) == "success"
     for stage in ("frames", "asr", "events", "validation"):
         assert f"{stage}: cached result for video {video_id[:12]}" in caplog.text
+    if vision_model == "tiny":
+        assert f"windows: cached result for video {video_id[:12]}" in caplog.text
+        assert "vision: batch 0: 1 windows, 1 already done" in caplog.text
     assert [event.id for event in EmbeddedIndex(settings.index_dir).video_events(video_id)] == ids_before
 
 

@@ -45,7 +45,8 @@ def run_index_dag(video: Path, conf: dict) -> str:
 def cmd_index(args: argparse.Namespace) -> int:
     settings = Settings()
     airflow_environment(settings)
-    conf = {k: v for k, v in {"language": args.language, "asr_model": args.asr_model}.items() if v}
+    conf = {k: v for k, v in {"language": args.language, "asr_model": args.asr_model,
+                              "vision_model": args.vision_model}.items() if v}
     failed = []
     for number, path in enumerate(args.paths, 1):
         print(f"[{number}/{len(args.paths)}] indexing {path}", file=sys.stderr)
@@ -91,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     index.add_argument("paths", nargs="+", help="video files")
     index.add_argument("--language", default="", help="spoken language code; default: detect")
     index.add_argument("--asr-model", default="", help="speech model name or directory")
+    index.add_argument("--vision-model", default="", help="Qwen3-VL model id or directory; `none` = speech and shots only")
     index.set_defaults(run=cmd_index)
 
     find = commands.add_parser("search", help="search the index; hits are time ranges")

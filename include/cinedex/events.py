@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import json
 import logging
 from pathlib import Path
 
@@ -54,15 +55,28 @@ def read_events(path: Path) -> list[Event]:
         return [Event.model_validate_json(line) for line in f if line.strip()]
 
 
-def build_events(video: IngestedVideo, transcript_dir: Path, frames_dir: Path, settings: Settings) -> Path:
-    """The cached events stage: `events.jsonl` from the transcript and the shot list."""
+def build_events(video: IngestedVideo, transcript_dir: Path, frames_dir: Path, settings: Settings,
+                 vision_dir: Path | None = None) -> Path:
+    """The cached events stage: dialogue events from the transcript and, when the vision stage ran, visual events
+    from its answers, in `events.jsonl`; visual moments that cannot be placed go to `vision_quarantine.jsonl`."""
     artifacts = stage_artifacts(settings.artifacts_dir, video.video_id, "events",
-                                transcript=Path(transcript_dir).name, frames=Path(frames_dir).name)
+                                transcript=Path(transcript_dir).name, frames=Path(frames_dir).name,
+                                vision=f"{Path(vision_dir).parent.name}/{Path(vision_dir).name}" if vision_dir else "")
     if artifacts.complete:
         artifacts.log_cached()
         return artifacts.path
-    events = dialogue_events(video, load_transcript(transcript_dir), load_sampling(frames_dir))
+    sampling = load_sampling(frames_dir)
+    events = dialogue_events(video, load_transcript(transcript_dir), sampling)
+    quarantined: list[dict] = []
+    if vision_dir:
+        from cinedex.vision import visual_events  # transformers and torch load only when there is vision work
+
+        seen, quarantined = visual_events(video.video_id, Path(vision_dir), sampling.shots)
+        events = sorted([*events, *seen], key=lambda e: (e.start_s, e.end_s, e.source))
     with artifacts.writing() as folder:
         write_events(events, folder / EVENTS_FILE)
-    log.info("events: %d dialogue events for %s", len(events), video.name)
+        (folder / "vision_quarantine.jsonl").write_text("".join(json.dumps(q) + "\n" for q in quarantined))
+    log.info("events: %d events for %s (%d dialogue, %d visual; %d visual moments quarantined)", len(events),
+             video.name, sum(e.source == "asr" for e in events), sum(e.source == "vision" for e in events),
+             len(quarantined))
     return artifacts.path

@@ -22,12 +22,18 @@ import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
+from cinedex.artifacts import settings_key, stage_artifacts
+from cinedex.asr import load_transcript
+from cinedex.frames import load_sampling
+from cinedex.ingest import IngestedVideo
 from cinedex.model import MAX_MOMENTS_PER_WINDOW, VISUAL_MOMENT_FIELDS, Event, VisualMoment, WindowAnswer, vision_json_schema
-from cinedex.windows import Window
+from cinedex.settings import Settings
+from cinedex.windows import Window, batches, build_windows, max_frames_for, windows_per_batch
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +43,7 @@ _TEMPORAL = 2  # frames fused into one temporal patch
 _MIN_TOKENS_PER_PATCH = 16  # fewer frames rather than pictures smaller than about 128x128
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _CLAMP_S = 0.5  # a time this close outside the window is read as the window's edge
+PROMPT_TOKENS = 600  # system prompt, field list and a window's dialogue, about
 
 
 class VisionOptions(BaseModel):
@@ -392,4 +399,100 @@ def moments_to_events(video_id: str, window: Window, answer: WindowAnswer, shots
             extra = {"shot_id": shot.shot_id, "thumbnail": shot.thumbnail}
         events.append(Event(**{**data, "start_s": start, "end_s": end}, video_id=video_id, content=content,
                             source="vision", **extra))
+    return events, quarantined
+
+
+# --- the pipeline stages ------------------------------------------------------------------------------------------
+
+WINDOWS_FILE = "windows.json"
+WINDOWS_PER_TASK = 4  # windows per mapped Airflow task: a 3-hour film at 120 s windows makes about 23 tasks
+
+
+class WindowPlan(BaseModel):
+    windows: list[Window]
+    batches: list[list[int]] = Field(description="Window indexes per mapped inference task.")
+
+
+def options_from(settings: Settings) -> VisionOptions:
+    # The context budget covers frames, prompt and answer; the frames get what the prompt and answer leave.
+    visual = max(settings.vision_context_tokens - settings.vision_max_new_tokens - PROMPT_TOKENS, _MIN_TOKENS_PER_PATCH)
+    return VisionOptions(context_tokens=visual, max_new_tokens=settings.vision_max_new_tokens,
+                         temperature=settings.vision_temperature,
+                         timestamp_alignment=settings.vision_timestamp_alignment)
+
+
+def plan_windows(video: IngestedVideo, frames_dir: Path, transcript_dir: Path, settings: Settings) -> Path:
+    """The cached windows stage: `windows.json` (the windows and their batches) in its artifact folder."""
+    artifacts = stage_artifacts(settings.artifacts_dir, video.video_id, "windows", frames=Path(frames_dir).name,
+                                transcript=Path(transcript_dir).name, target_s=settings.window_target_s,
+                                max_s=settings.window_max_s, context_tokens=settings.vision_context_tokens,
+                                max_new_tokens=settings.vision_max_new_tokens)
+    if artifacts.complete:
+        artifacts.log_cached()
+        return artifacts.path
+    sampling = load_sampling(frames_dir)
+    max_frames = max_frames_for(settings.vision_context_tokens, sampling.width, sampling.height,
+                                prompt_tokens=PROMPT_TOKENS, max_new_tokens=settings.vision_max_new_tokens)
+    windows = build_windows(sampling, load_transcript(transcript_dir), video.info.fps, settings.window_target_s,
+                            settings.window_max_s, max_frames)
+    size = windows_per_batch(len(windows), WINDOWS_PER_TASK)
+    plan = WindowPlan(windows=windows, batches=[[w.index for w in batch] for batch in batches(windows, size)])
+    with artifacts.writing() as folder:
+        (folder / WINDOWS_FILE).write_text(plan.model_dump_json())
+    log.info("vision: %s cut into %d windows, %d inference tasks", video.name, len(windows), len(plan.batches))
+    return artifacts.path
+
+
+def load_plan(windows_dir: Path) -> WindowPlan:
+    return WindowPlan.model_validate_json((Path(windows_dir) / WINDOWS_FILE).read_text())
+
+
+def results_dir(windows_dir: Path, settings: Settings) -> Path:
+    """Where each window's answer is checkpointed, inside the (finished, immutable) windows folder."""
+    key = settings_key({"model": settings.vision_model, **options_from(settings).model_dump()})
+    return Path(windows_dir) / f"vision-{key}"
+
+
+def describe_batch(windows_dir: Path, batch: int, settings: Settings) -> Path:
+    """The inference stage for one batch of windows; every window's result is written as soon as it exists, so a
+    retried or resumed task redoes only the windows it had not finished."""
+    plan = load_plan(windows_dir)
+    folder = results_dir(windows_dir, settings)
+    folder.mkdir(exist_ok=True)
+    todo = [plan.windows[i] for i in plan.batches[batch] if not (folder / f"window_{i:05d}.json").exists()]
+    log.info("vision: batch %d: %d windows, %d already done", batch, len(plan.batches[batch]),
+             len(plan.batches[batch]) - len(todo))
+    options = options_from(settings)
+    backend = TransformersBackend(settings.vision_model)
+    for start in range(0, len(todo), options.batch_size):
+        chunk = todo[start:start + options.batch_size]
+        for result in backend.describe(chunk, options):
+            target = folder / f"window_{result.window_index:05d}.json"
+            scratch = target.with_suffix(".partial")
+            scratch.write_text(result.model_dump_json())
+            scratch.replace(target)
+        log.info("vision: batch %d: %d of %d windows described", batch, start + len(chunk), len(todo))
+    return folder
+
+
+def visual_events(video_id: str, vision_dir: Path, shots: Sequence) -> tuple[list[Event], list[dict]]:
+    """Events from every window's answer, and the quarantined moments (or failed windows) with their reasons."""
+    plan = load_plan(Path(vision_dir).parent)
+    events: list[Event] = []
+    quarantined: list[dict] = []
+    for window in plan.windows:
+        result = WindowResult.model_validate_json((Path(vision_dir) / f"window_{window.index:05d}.json").read_text())
+        if result.answer is None:
+            quarantined.append({"window_index": window.index, "reason": f"window failed: {result.error}"})
+            continue
+        window_events, window_quarantine = moments_to_events(video_id, window, result.answer, shots)
+        events.extend(window_events)
+        quarantined.extend(q.model_dump() for q in window_quarantine)
+    # Two moments with the same time range get distinct ids (ids are made from the time range).
+    seen: dict[str, int] = {}
+    for event in events:
+        count = seen.get(event.id, 0)
+        seen[event.id] = count + 1
+        if count:
+            event.id = f"{event.id}-{count}"
     return events, quarantined
