@@ -10,6 +10,9 @@ from the frame order alone (the ablation baseline).
 
 Decoding is constrained with xgrammar to the window's JSON schema, with start_s/end_s bounded to the window; what
 the schema cannot say (start before end) is repaired here when unambiguous, else the moment is quarantined.
+
+With `vision_endpoint` set, the same prompt goes to an OpenAI-compatible server (vLLM, SGLang) instead: the frames as
+images, each after its `<t seconds>` film-time text, and the schema as `response_format` for the server to enforce.
 """
 
 from __future__ import annotations
@@ -311,16 +314,144 @@ class TransformersBackend:
                 **inputs, max_new_tokens=options.max_new_tokens, logits_processor=[LogitsProcessor(grammars)],
                 eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **sampling)
         raws = tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
-        results = []
-        for window, raw in zip(windows, raws):
+        return [window_result(window, raw, options) for window, raw in zip(windows, raws)]
+
+
+def window_result(window: Window, raw: str, options: VisionOptions) -> WindowResult:
+    """The parsed answer, or the reason it could not be read (kept with the raw text)."""
+    try:
+        return WindowResult(window_index=window.index, raw=raw, answer=parse_answer(raw))
+    except ValueError as error:
+        reason = f"unparseable answer ({len(raw)} chars; max_new_tokens={options.max_new_tokens}): " \
+                 f"{' '.join(str(error).splitlines()[:2])}"
+        log.warning("vision: window %d: %s", window.index, reason)
+        return WindowResult(window_index=window.index, raw=raw, error=reason)
+
+
+class VisionEndpointError(RuntimeError):
+    """The endpoint could not be reached or refused the request: the task fails (and is retried) rather than
+    checkpointing a window as failed."""
+
+
+def frame_images(window: Window, options: VisionOptions) -> list[tuple[float, bytes]]:
+    """(film time, JPEG bytes) of the frames to send as separate images, within the window's token budget."""
+    import io
+
+    from PIL import Image
+
+    # A lone image is one temporal patch, so it costs what a pair of video frames does: half as many frames.
+    times = [f.time_s for f in window.frames]
+    chosen = [window.frames[i] for i in fit_frame_times(times, max(1, options.context_tokens // _TEMPORAL))]
+    pixels = min(options.pixels_per_frame, options.context_tokens * _PATCH * _PATCH // max(1, len(chosen)))
+    images = []
+    for frame in chosen:
+        with Image.open(frame.path) as image:
+            scale = math.sqrt(pixels / (image.width * image.height))
+            if scale >= 1 and image.format == "JPEG":
+                data = Path(frame.path).read_bytes()
+            else:
+                image = image.convert("RGB")
+                if scale < 1:
+                    size = (max(_PATCH, round(image.width * scale)), max(_PATCH, round(image.height * scale)))
+                    image = image.resize(size, Image.Resampling.BICUBIC)
+                buffer = io.BytesIO()
+                image.save(buffer, format="JPEG", quality=90)
+                data = buffer.getvalue()
+        # Rounded to the source frame, as the processor's video markers are.
+        images.append((round(frame.time_s * window.source_fps) / window.source_fps, data))
+    return images
+
+
+def chat_messages(window: Window, options: VisionOptions) -> list[dict]:
+    """The window's prompt in the OpenAI chat format: the frames as images, each after its `<t seconds>` marker
+    when timestamps are aligned, so the model reads film time as it does from Qwen's video markers."""
+    import base64
+
+    before, after = user_text(window, options.timestamp_alignment)
+    content: list[dict] = [{"type": "text", "text": before}]
+    for time_s, data in frame_images(window, options):
+        if options.timestamp_alignment:
+            content.append({"type": "text", "text": f"<{time_s:.1f} seconds>"})
+        url = "data:image/jpeg;base64," + base64.b64encode(data).decode("ascii")
+        content.append({"type": "image_url", "image_url": {"url": url}})
+    content.append({"type": "text", "text": after})
+    return [{"role": "system", "content": system_prompt()}, {"role": "user", "content": content}]
+
+
+class OpenAIBackend:
+    """A Qwen3-VL (or other vision model) behind an OpenAI-compatible endpoint (vLLM, SGLang): one chat completion
+    per window, constrained to the window's JSON schema by the server; up to `batch_size` requests in flight."""
+
+    retryable_status = frozenset({408, 429, 500, 502, 503, 504})
+
+    def __init__(self, base_url: str, model: str, api_key: str = "", *, tries: int = 4, backoff_s: float = 1.0,
+                 timeout_s: float = 600.0):
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.model = model
+        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.tries = max(1, tries)
+        self.backoff_s = backoff_s
+        self.timeout = timeout_s
+
+    def request(self, window: Window, options: VisionOptions) -> dict:
+        _, schema = window_schema(window, options)
+        return {
+            "model": self.model,
+            "messages": chat_messages(window, options),
+            "max_tokens": options.max_new_tokens,
+            "temperature": options.temperature,
+            "response_format": {"type": "json_schema",
+                                "json_schema": {"name": "window_answer", "schema": schema, "strict": True}},
+        }
+
+    def _post(self, client, body: dict) -> dict:
+        import time
+
+        import httpx
+
+        problem = ""
+        for attempt in range(self.tries):
+            if attempt:
+                time.sleep(self.backoff_s * 2 ** (attempt - 1))
             try:
-                results.append(WindowResult(window_index=window.index, raw=raw, answer=parse_answer(raw)))
-            except ValueError as error:
-                reason = f"unparseable answer ({len(raw)} chars; max_new_tokens={options.max_new_tokens}): " \
-                         f"{' '.join(str(error).splitlines()[:2])}"
-                log.warning("vision: window %d: %s", window.index, reason)
-                results.append(WindowResult(window_index=window.index, raw=raw, error=reason))
-        return results
+                response = client.post(self.url, json=body, headers=self.headers)
+            except httpx.TransportError as error:
+                problem = f"{type(error).__name__}: {error}"
+            else:
+                if response.status_code == 200:
+                    try:
+                        return response.json()
+                    except ValueError as error:
+                        raise VisionEndpointError(f"vision endpoint {self.url}: not JSON ({error})") from error
+                problem = f"HTTP {response.status_code}: {response.text[:300]}"
+                if response.status_code not in self.retryable_status:
+                    raise VisionEndpointError(f"vision endpoint {self.url} refused the request: {problem}")
+            log.warning("vision: %s (try %d of %d): %s", self.url, attempt + 1, self.tries, problem)
+        raise VisionEndpointError(f"vision endpoint {self.url} failed after {self.tries} tries: {problem}")
+
+    def _describe_one(self, client, window: Window, options: VisionOptions) -> WindowResult:
+        if not window.frames:
+            return WindowResult(window_index=window.index, error="window has no frames")
+        reply = self._post(client, self.request(window, options))
+        try:
+            choice = reply["choices"][0]
+            raw = choice["message"]["content"] or ""
+        except (KeyError, IndexError, TypeError) as error:
+            raise VisionEndpointError(f"vision endpoint {self.url}: not a chat completion ({error!r})") from error
+        result = window_result(window, raw, options)
+        if result.error and choice.get("finish_reason") == "length":
+            result.error = "truncated (finish_reason=length); " + result.error
+        return result
+
+    def describe(self, windows: list[Window], options: VisionOptions) -> list[WindowResult]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        import httpx
+
+        timeout = httpx.Timeout(self.timeout, connect=10.0)
+        with httpx.Client(timeout=timeout) as client, \
+                ThreadPoolExecutor(max_workers=max(1, min(options.batch_size, len(windows)))) as pool:
+            return list(pool.map(lambda w: self._describe_one(client, w, options), windows))
 
 
 def _strip_controls(value: Any) -> Any:
@@ -463,7 +594,9 @@ def describe_batch(windows_dir: Path, batch: int, settings: Settings) -> Path:
     log.info("vision: batch %d: %d windows, %d already done", batch, len(plan.batches[batch]),
              len(plan.batches[batch]) - len(todo))
     options = options_from(settings)
-    backend = TransformersBackend(settings.vision_model)
+    backend: VisionBackend = (
+        OpenAIBackend(settings.vision_endpoint, settings.vision_model, settings.vision_api_key)
+        if settings.vision_endpoint else TransformersBackend(settings.vision_model))
     for start in range(0, len(todo), options.batch_size):
         chunk = todo[start:start + options.batch_size]
         for result in backend.describe(chunk, options):
