@@ -59,3 +59,14 @@ def tiny_vision_model(tmp_path_factory) -> Path:
     from tiny_qwen3vl import build_tiny_qwen3vl
 
     return build_tiny_qwen3vl(tmp_path_factory.mktemp("tiny-qwen3vl"))
+
+
+@pytest.fixture(scope="session")
+def sampled_film(tmp_path_factory, sample_film, media_dirs):
+    """The sample film ingested and frame-sampled once: (IngestedVideo, FrameSampling)."""
+    from cinedex import frames, ingest
+
+    home = tmp_path_factory.mktemp("sampled")
+    settings = Settings(home=home / "home", media_roots=os.pathsep.join(map(str, [home, *media_dirs])))
+    video = ingest.ingest(sample_film.path, settings)
+    return video, frames.load_sampling(frames.sample_frames(video, settings))

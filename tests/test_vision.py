@@ -7,15 +7,13 @@ markers, constrained decoding, batching, parsing and the repair of its times are
 from __future__ import annotations
 
 import json
-import os
 import re
 
 import jsonschema
 import pytest
 
-from cinedex import frames, ingest, vision
+from cinedex import vision
 from cinedex.model import Event, VisualMoment, WindowAnswer, vision_json_schema
-from cinedex.settings import Settings
 from cinedex.windows import Window, WindowFrame, WindowLine
 
 # Small caps keep the random model's answers short; the grammar, not the model, makes them end.
@@ -25,11 +23,8 @@ MARKER = re.compile(r"<(\d+\.\d) seconds>")
 
 
 @pytest.fixture(scope="module")
-def sampled(tmp_path_factory, sample_film, media_dirs):
-    home = tmp_path_factory.mktemp("vision-home")
-    settings = Settings(home=home / "home", media_roots=os.pathsep.join(map(str, [home, *media_dirs])))
-    video = ingest.ingest(sample_film.path, settings)
-    return video, frames.load_sampling(frames.sample_frames(video, settings))
+def sampled(sampled_film):
+    return sampled_film
 
 
 def _window(index, start_s, end_s, sampling, film) -> Window:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import random
 
 import pytest
 
-from cinedex import frames, ingest
 from cinedex.asr import Transcript, Utterance
 from cinedex.frames import FrameSampling, SampledFrame, Shot
-from cinedex.settings import Settings
 from cinedex.windows import (AIRFLOW_MAX_MAP_LENGTH, QWEN3_VL_VIDEO_MAX_PIXELS, Window, batches, build_windows, max_frames_for,
                              tokens_per_frame_pair, visual_tokens, windows_per_batch)
 
@@ -18,11 +15,8 @@ TARGET_S, MAX_S = 8.0, 12.0
 
 
 @pytest.fixture(scope="module")
-def film(tmp_path_factory, sample_film, media_dirs):
-    home = tmp_path_factory.mktemp("windows")
-    settings = Settings(home=home / "home", media_roots=os.pathsep.join(map(str, [home, *media_dirs])))
-    video = ingest.ingest(sample_film.path, settings)
-    return video, frames.load_sampling(frames.sample_frames(video, settings))
+def film(sampled_film):
+    return sampled_film
 
 
 def _transcript(*spans: tuple[float, float]) -> Transcript:

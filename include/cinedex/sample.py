@@ -9,7 +9,6 @@ check shot detection and ASR against known answers.
 from __future__ import annotations
 
 import importlib.util
-import json
 from pathlib import Path
 
 import ffmpeg
