@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from cinedex import cli
@@ -98,6 +100,8 @@ def test_index_dag_end_to_end_is_searchable_and_idempotent(indexed_sample, sampl
         visual = [event for event in indexed if event.source == "vision"]
         assert visual or quarantined
         assert all(0 <= event.start_s < event.end_s <= sample_film.duration_s for event in visual)
+        cast = json.loads((events_dir / "roster.json").read_text())
+        assert {c for event in visual for c in event.characters} <= set(cast)
     ids_before = [event.id for event in indexed]
 
     caplog.clear()
