@@ -36,13 +36,12 @@ from cinedex.frames import load_sampling
 from cinedex.ingest import IngestedVideo
 from cinedex.model import MAX_MOMENTS_PER_WINDOW, VISUAL_MOMENT_FIELDS, Event, VisualMoment, WindowAnswer, vision_json_schema
 from cinedex.settings import Settings
-from cinedex.windows import Window, batches, build_windows, max_frames_for, windows_per_batch
+from cinedex.windows import (PATCH_FACTOR, TEMPORAL_PATCH, Window, batches, build_windows, max_frames_for,
+                             windows_per_batch)
 
 log = logging.getLogger(__name__)
 
 VIDEO_PLACEHOLDER = "<|vision_start|><|video_pad|><|vision_end|>"
-_PATCH = 32  # Qwen3-VL: 16-pixel patches merged 2x2 into one token
-_TEMPORAL = 2  # frames fused into one temporal patch
 _MIN_TOKENS_PER_PATCH = 16  # fewer frames rather than pictures smaller than about 128x128
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _CLAMP_S = 0.5  # a time this close outside the window is read as the window's edge
@@ -54,7 +53,7 @@ class VisionOptions(BaseModel):
     max_new_tokens: int = Field(1536, ge=1)
     temperature: float = Field(0.0, ge=0.0, description="0 = greedy.")
     timestamp_alignment: bool = Field(True, description="Frames carry film-time markers (`<t seconds>`).")
-    pixels_per_frame: int = Field(448 * 448, ge=_PATCH * _PATCH, description="Upper bound on each frame's size.")
+    pixels_per_frame: int = Field(448 * 448, ge=PATCH_FACTOR * PATCH_FACTOR, description="Upper bound on each frame's size.")
     batch_size: int = Field(4, ge=1, description="Windows per generate call.")
     max_text_chars: int = Field(240, ge=0, description="Longest free-text value the grammar allows; 0 = no cap "
                                 "(cheaper grammars: each capped string is unrolled into that many rules).")
@@ -129,7 +128,7 @@ def messages(window: Window, options: VisionOptions) -> list[dict]:
 def fit_frame_times(times: Sequence[float], context_tokens: int) -> list[int]:
     """Indices of the frames to send: all of them if the budget allows each temporal patch a useful size, else
     evenly spaced ones (first and last kept); always at least two (Qwen3-VL fuses frames in pairs)."""
-    most = max(_TEMPORAL, (context_tokens // _MIN_TOKENS_PER_PATCH) * _TEMPORAL)
+    most = max(TEMPORAL_PATCH, (context_tokens // _MIN_TOKENS_PER_PATCH) * TEMPORAL_PATCH)
     n = len(times)
     if n <= most:
         return list(range(n))
@@ -152,7 +151,7 @@ def load_frames(window: Window, options: VisionOptions):
             image = image.convert("RGB")
             if size is None:
                 scale = min(1.0, math.sqrt(options.pixels_per_frame / (image.width * image.height)))
-                size = (max(_PATCH, round(image.width * scale)), max(_PATCH, round(image.height * scale)))
+                size = (max(PATCH_FACTOR, round(image.width * scale)), max(PATCH_FACTOR, round(image.height * scale)))
             if image.size != size:
                 image = image.resize(size, Image.Resampling.BICUBIC)
             pictures.append(np.asarray(image))
@@ -167,9 +166,9 @@ def marker_times(times: Sequence[float], source_fps: float) -> list[float]:
     """The times Qwen3-VL's processor writes for these frames: one per pair, the mean of the pair's frame times
     (rounded to the source frame), the last frame repeated when their number is odd."""
     stamps = [round(t * source_fps) / source_fps for t in times]
-    if len(stamps) % _TEMPORAL:
+    if len(stamps) % TEMPORAL_PATCH:
         stamps.append(stamps[-1])
-    return [(stamps[i] + stamps[i + 1]) / 2 for i in range(0, len(stamps), _TEMPORAL)]
+    return [(stamps[i] + stamps[i + 1]) / 2 for i in range(0, len(stamps), TEMPORAL_PATCH)]
 
 
 # --- model -------------------------------------------------------------------------------------------------------
@@ -256,7 +255,7 @@ class TransformersBackend:
             videos.append(frames)
             metadata.append(meta)
         # The video processor's pixel bounds count all of a video's frames: the token budget is per window.
-        budget = options.context_tokens * _PATCH * _PATCH * _TEMPORAL
+        budget = options.context_tokens * PATCH_FACTOR * PATCH_FACTOR * TEMPORAL_PATCH
         size = {"shortest_edge": min(processor.video_processor.size["shortest_edge"], budget),
                 "longest_edge": budget}
         if options.timestamp_alignment:
@@ -341,8 +340,8 @@ def frame_images(window: Window, options: VisionOptions) -> list[tuple[float, by
 
     # A lone image is one temporal patch, so it costs what a pair of video frames does: half as many frames.
     times = [f.time_s for f in window.frames]
-    chosen = [window.frames[i] for i in fit_frame_times(times, max(1, options.context_tokens // _TEMPORAL))]
-    pixels = min(options.pixels_per_frame, options.context_tokens * _PATCH * _PATCH // max(1, len(chosen)))
+    chosen = [window.frames[i] for i in fit_frame_times(times, max(1, options.context_tokens // TEMPORAL_PATCH))]
+    pixels = min(options.pixels_per_frame, options.context_tokens * PATCH_FACTOR * PATCH_FACTOR // max(1, len(chosen)))
     images = []
     for frame in chosen:
         with Image.open(frame.path) as image:
@@ -352,7 +351,7 @@ def frame_images(window: Window, options: VisionOptions) -> list[tuple[float, by
             else:
                 image = image.convert("RGB")
                 if scale < 1:
-                    size = (max(_PATCH, round(image.width * scale)), max(_PATCH, round(image.height * scale)))
+                    size = (max(PATCH_FACTOR, round(image.width * scale)), max(PATCH_FACTOR, round(image.height * scale)))
                     image = image.resize(size, Image.Resampling.BICUBIC)
                 buffer = io.BytesIO()
                 image.save(buffer, format="JPEG", quality=90)
