@@ -1,4 +1,5 @@
-"""Index one video: ingest, frames and audio, speech, visual events on the GPU pool, validation, load."""
+"""Index one video: ingest, frames and audio, speech, visual events and the film's summary on the GPU pool,
+validation, load."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk import Asset, Param, dag, get_current_context, task
 
-from cinedex import asr, audio, events, frames, index, ingest, validation, vision
+from cinedex import asr, audio, events, film, frames, index, ingest, validation, vision
 from cinedex.ingest import IngestedVideo
 from cinedex.settings import Settings
 
@@ -99,6 +100,10 @@ def cinedex_index_video():
         return str(events.build_events(video_of(ingested), Path(transcript_dir), Path(frames_dir), run_settings(),
                                        vision_dir))
 
+    @task(queue="gpu", pool="gpu")
+    def summarize_film(ingested: dict, events_dir: str) -> str:
+        return str(film.summarize_film(video_of(ingested), Path(events_dir), run_settings()))
+
     @task
     def validate(ingested: dict, events_dir: str) -> str:
         return str(validation.validate_video_events(video_of(ingested), Path(events_dir), run_settings()))
@@ -113,7 +118,7 @@ def cinedex_index_video():
     transcript_dir = transcribe(ingested, audio_path)
     vision_dirs = describe_windows.expand(work=plan_windows(ingested, frames_dir, transcript_dir))
     events_dir = build_events(ingested, transcript_dir, frames_dir, vision_dirs)
-    load(ingested, validate(ingested, events_dir))
+    load(ingested, validate(ingested, summarize_film(ingested, events_dir)))
 
 
 cinedex_index_video()

@@ -70,3 +70,21 @@ def sampled_film(tmp_path_factory, sample_film, media_dirs):
     settings = Settings(home=home / "home", media_roots=os.pathsep.join(map(str, [home, *media_dirs])))
     video = ingest.ingest(sample_film.path, settings)
     return video, frames.load_sampling(frames.sample_frames(video, settings))
+
+
+def _window(index, start_s, end_s, sampling, film):
+    from cinedex.windows import Window, WindowFrame, WindowLine
+
+    chosen = [f for f in sampling.frames if start_s <= f.time_s < end_s]
+    lines = [WindowLine(start_s=u.start_s, end_s=u.end_s, speaker=u.speaker, text=u.text)
+             for u in film.utterances if u.start_s < end_s and u.end_s > start_s][:2]
+    return Window(index=index, start_s=start_s, end_s=end_s, shot_ids=sorted({f.shot_id for f in chosen}),
+                  frames=[WindowFrame(time_s=f.time_s, path=f.path, shot_id=f.shot_id) for f in chosen],
+                  lines=lines, source_fps=film.fps)
+
+
+@pytest.fixture(scope="session")
+def windows(sampled_film, sample_film) -> list:
+    """Two real windows of the sample film (8-13 s and 15-20 s) with their frames and reference dialogue."""
+    _, sampling = sampled_film
+    return [_window(0, 8.0, 13.0, sampling, sample_film), _window(1, 15.0, 20.0, sampling, sample_film)]

@@ -57,6 +57,7 @@ def indexed_sample(airflow_home, dagbag, sample_film, tmp_path, monkeypatch):
     home = tmp_path / "cinedex"
     monkeypatch.setenv("CINEDEX_HOME", str(home))
     monkeypatch.setenv("CINEDEX_MEDIA_ROOTS", str(Path(sample_film.path).parent))
+    monkeypatch.setenv("CINEDEX_SUMMARY_MAX_NEW_TOKENS", "300")  # the random model always writes the longest answer
     dag = dagbag.get_dag("cinedex_index_video")
 
     def run(**conf):
@@ -81,7 +82,8 @@ def test_index_dag_end_to_end_is_searchable_and_idempotent(indexed_sample, sampl
     states = {ti.task_id: str(ti.state) for ti in first.get_task_instances()}
     assert states.pop("describe_windows") == ("skipped" if vision_model == "none" else "success")
     assert states == {task: "success" for task in ["ingest_video", "extract_audio", "sample_frames", "transcribe",
-                                                   "plan_windows", "build_events", "validate", "load"]}
+                                                   "plan_windows", "build_events", "summarize_film", "validate",
+                                                   "load"]}
 
     settings = Settings()
     reference = next(u for u in sample_film.utterances if "Yankee" in u.text)
@@ -102,6 +104,11 @@ def test_index_dag_end_to_end_is_searchable_and_idempotent(indexed_sample, sampl
         assert all(0 <= event.start_s < event.end_s <= sample_film.duration_s for event in visual)
         cast = json.loads((events_dir / "roster.json").read_text())
         assert {c for event in visual for c in event.characters} <= set(cast)
+        # The film pass: a summary over the whole film and chapters tiling it, indexed as their own documents.
+        [summary] = [event for event in indexed if event.source == "summary"]
+        assert (summary.start_s, summary.end_s) == (0.0, sample_film.duration_s) and summary.content
+        chapters = [event for event in indexed if event.source == "chapter"]
+        assert chapters and chapters[0].start_s == 0.0 and chapters[-1].end_s == sample_film.duration_s
     ids_before = [event.id for event in indexed]
 
     caplog.clear()
@@ -113,6 +120,7 @@ def test_index_dag_end_to_end_is_searchable_and_idempotent(indexed_sample, sampl
     if vision_model == "tiny":
         assert f"windows: cached result for video {video_id[:12]}" in caplog.text
         assert "vision: batch 0: 1 windows, 1 already done" in caplog.text
+        assert f"film: cached result for video {video_id[:12]}" in caplog.text
     assert [event.id for event in EmbeddedIndex(settings.index_dir).video_events(video_id)] == ids_before
 
 

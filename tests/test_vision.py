@@ -14,32 +14,12 @@ import pytest
 
 from cinedex import vision
 from cinedex.model import Event, VisualMoment, WindowAnswer, vision_json_schema
-from cinedex.windows import Window, WindowFrame, WindowLine
+from cinedex.windows import Window, WindowFrame
 
 # Small caps keep the random model's answers short; the grammar, not the model, makes them end.
 OPTIONS = vision.VisionOptions(max_new_tokens=1200, max_text_chars=12, max_list_items=2, max_moments=2,
                                context_tokens=512)
 MARKER = re.compile(r"<(\d+\.\d) seconds>")
-
-
-@pytest.fixture(scope="module")
-def sampled(sampled_film):
-    return sampled_film
-
-
-def _window(index, start_s, end_s, sampling, film) -> Window:
-    chosen = [f for f in sampling.frames if start_s <= f.time_s < end_s]
-    lines = [WindowLine(start_s=u.start_s, end_s=u.end_s, speaker=u.speaker, text=u.text)
-             for u in film.utterances if u.start_s < end_s and u.end_s > start_s][:2]
-    return Window(index=index, start_s=start_s, end_s=end_s, shot_ids=sorted({f.shot_id for f in chosen}),
-                  frames=[WindowFrame(time_s=f.time_s, path=f.path, shot_id=f.shot_id) for f in chosen],
-                  lines=lines, source_fps=film.fps)
-
-
-@pytest.fixture(scope="module")
-def windows(sampled, sample_film) -> list[Window]:
-    _, sampling = sampled
-    return [_window(0, 8.0, 13.0, sampling, sample_film), _window(1, 15.0, 20.0, sampling, sample_film)]
 
 
 @pytest.fixture
@@ -109,8 +89,8 @@ def test_frames_are_thinned_to_the_budget():
 
 
 @pytest.mark.slow
-def test_answer_is_schema_valid_and_events_lie_inside_the_window(backend, windows, sampled):
-    _, sampling = sampled
+def test_answer_is_schema_valid_and_events_lie_inside_the_window(backend, windows, sampled_film):
+    _, sampling = sampled_film
     window = windows[0]
     [result] = backend.describe([window], OPTIONS)
     assert result.window_index == 0 and not result.error, result.error
@@ -205,8 +185,8 @@ def test_a_moment_without_description_is_quarantined_and_the_rest_kept():
     assert "no description" in quarantined[0].reason
 
 
-def test_events_take_the_shot_of_their_midpoint(sampled):
-    _, sampling = sampled
+def test_events_take_the_shot_of_their_midpoint(sampled_film):
+    _, sampling = sampled_film
     shot = sampling.shots[2]
     window = Window(index=0, start_s=0.0, end_s=sampling.shots[-1].end_s, shot_ids=[], frames=[], source_fps=25)
     answer = WindowAnswer(moments=[_moment(shot.start_s, shot.end_s)])

@@ -19,7 +19,7 @@ import pytest
 from cinedex import vision
 from cinedex.model import WindowAnswer
 from cinedex.settings import Settings
-from test_vision import MARKER, OPTIONS, sampled, windows  # noqa: F401 (fixtures: real windows of the sample film)
+from test_vision import MARKER, OPTIONS
 
 SERVER = Path(__file__).with_name("openai_server.py")
 pytestmark = pytest.mark.slow
@@ -169,3 +169,21 @@ def test_describe_batch_through_the_endpoint_writes_checkpoints(server, windows,
     assert list(results["http"]) == list(results["local"]) == ["window_00000.json", "window_00001.json"]
     for result in results["http"].values():
         assert result.answer is not None or result.error
+
+
+def test_film_summary_through_the_endpoint(backend, server, sample_film):
+    """The film pass's text-only call: the same chat and schema reach the server, and its answer is valid."""
+    from cinedex.film import FilmSummary, summary_chat, summary_schema
+    from cinedex.model import Event
+
+    events = [Event(video_id="v", start_s=u.start_s, end_s=u.end_s, content=u.text, scene_type="dialogue")
+              for u in sample_film.utterances]
+    chat = summary_chat(events, sample_film.duration_s, 4096, 300)
+    key, schema = summary_schema(sample_film.duration_s, 300)
+    raw = backend.write_json(chat, key, schema, OPTIONS.model_copy(update={"max_new_tokens": 300}))
+    jsonschema.validate(json.loads(raw, strict=False), schema)
+    FilmSummary.model_validate(vision.parse_json(raw))
+    received = server.requests()[-1]
+    assert received["messages"] == chat
+    assert received["response_format"]["json_schema"]["schema"] == schema
+    assert "yankee" in received["prompt"].lower()  # the dialogue reached the model

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from cinedex.artifacts import stage_artifacts
 from cinedex.asr import Transcript, load_transcript
-from cinedex.film import apply_roster, roster_of
+from cinedex.film import apply_roster, attach_speakers, roster_of
 from cinedex.frames import FrameSampling, load_sampling
 from cinedex.ingest import IngestedVideo
 from cinedex.model import Event
@@ -59,8 +59,9 @@ def read_events(path: Path) -> list[Event]:
 def build_events(video: IngestedVideo, transcript_dir: Path, frames_dir: Path, settings: Settings,
                  vision_dir: Path | None = None) -> Path:
     """The cached events stage: dialogue events from the transcript and, when the vision stage ran, visual events
-    from its answers, with one film-wide name per character (`roster.json`), in `events.jsonl`; visual moments
-    that cannot be placed go to `vision_quarantine.jsonl`."""
+    from its answers, with one film-wide name per character (`roster.json`) and voices attached to characters
+    where the visual events say who speaks (`speakers.json`), in `events.jsonl`; visual moments that cannot be
+    placed go to `vision_quarantine.jsonl`."""
     artifacts = stage_artifacts(settings.artifacts_dir, video.video_id, "events",
                                 transcript=Path(transcript_dir).name, frames=Path(frames_dir).name,
                                 vision=f"{Path(vision_dir).parent.name}/{Path(vision_dir).name}" if vision_dir else "")
@@ -75,14 +76,17 @@ def build_events(video: IngestedVideo, transcript_dir: Path, frames_dir: Path, s
 
         seen, quarantined = visual_events(video.video_id, Path(vision_dir), sampling.shots)
         events = sorted([*events, *seen], key=lambda e: (e.start_s, e.end_s, e.source))
+    events, voices = attach_speakers(events)
     roster = roster_of(events)
     events = apply_roster(events, roster)
+    voices = {label: roster.get(name, name) for label, name in voices.items()}
     with artifacts.writing() as folder:
         write_events(events, folder / EVENTS_FILE)
         cast: dict[str, list[str]] = {}
         for spelling, name in sorted(roster.items()):
             cast.setdefault(name, []).append(spelling)
         (folder / "roster.json").write_text(json.dumps(cast, indent=1, ensure_ascii=False))
+        (folder / "speakers.json").write_text(json.dumps(voices, indent=1, ensure_ascii=False))
         (folder / "vision_quarantine.jsonl").write_text("".join(json.dumps(q) + "\n" for q in quarantined))
     log.info("events: %d events for %s (%d dialogue, %d visual; %d visual moments quarantined)", len(events),
              video.name, sum(e.source == "asr" for e in events), sum(e.source == "vision" for e in events),

@@ -16,7 +16,8 @@ from cinedex.mediatime import MediaTime
 
 SceneType = Literal["dialogue", "action", "establishing", "montage", "title", "transition", "other"]
 SCENE_TYPES: tuple[str, ...] = get_args(SceneType)
-EventSource = Literal["asr", "vision", "film"]
+# "summary" and "chapter" are the film-level pass's documents: the whole film, and its parts.
+EventSource = Literal["asr", "vision", "summary", "chapter"]
 
 
 def event_id(video_id: str, source: str, start_s: float, end_s: float, pipeline_version: str = PIPELINE_VERSION) -> str:
@@ -112,3 +113,15 @@ def vision_json_schema(window_start: float, window_end: float) -> dict:
         moment[name]["minimum"] = float(window_start)
         moment[name]["maximum"] = float(window_end)
     return schema
+
+
+class SearchFilters(BaseModel):
+    """What a search may be narrowed to; every backend applies the same filters. A time range keeps events that
+    overlap it."""
+
+    video_id: str | None = None
+    start_s: float | None = Field(None, description="Keep events ending after this time.")
+    end_s: float | None = Field(None, description="Keep events starting before this time.")
+    scene_type: str | None = None
+    speaker: str | None = None
+    character: str | None = None

@@ -53,6 +53,7 @@ class Settings(BaseSettings):
     vision_max_new_tokens: int = Field(1024, description="Most tokens the vision model writes per window.")
     vision_temperature: float = Field(0.0, description="Sampling temperature of the vision model; 0 = greedy.")
     vision_timestamp_alignment: bool = Field(True, description="Give the model each frame pair's film time.")
+    summary_max_new_tokens: int = Field(4096, description="Most tokens the film's summary and chapters may take.")
     vision_endpoint: str = Field("", description="Base URL of an OpenAI-compatible server (vLLM, SGLang), e.g. "
                                  "http://gpu:8000/v1; empty = the model runs in-process through transformers.")
     vision_api_key: str = Field("", description="Bearer token for vision_endpoint, if it wants one.")

@@ -78,6 +78,9 @@ class QuarantinedMoment(BaseModel):
 class VisionBackend(Protocol):
     def describe(self, windows: list[Window], options: VisionOptions) -> list[WindowResult]: ...
 
+    def write_json(self, chat: list[dict], schema_key: tuple, schema: dict, options: VisionOptions) -> str:
+        """A text-only answer to `chat` (role/content-string messages), constrained to `schema`."""
+
 
 # --- prompt ------------------------------------------------------------------------------------------------------
 
@@ -92,6 +95,8 @@ def system_prompt() -> str:
         "in it. List the distinct moments you see, in time order, as JSON: {\"moments\": [...]}, each moment with "
         "these fields:\n" + "\n".join(lines) + "\n"
         "Times are seconds from the beginning of the film and lie inside the window; end_s is after start_s. "
+        "The dialogue lines are labelled by voice (SPEAKER_00, ...): where you see who speaks a line, give that "
+        "character's name as speaker. "
         "Use empty strings and lists for what you cannot tell. Write nothing but the JSON."
     )
 
@@ -295,25 +300,36 @@ class TransformersBackend:
         return [by_index[id(w)] for w in windows]
 
     def _describe_batch(self, windows: Sequence[Window], options: VisionOptions) -> list[WindowResult]:
-        import torch
-        from xgrammar.contrib.hf import LogitsProcessor
-
         loaded = self.loaded
         inputs, _ = self.prepare(windows, options)
         inputs = inputs.to(self.device)
         if "pixel_values_videos" in inputs:
             inputs["pixel_values_videos"] = inputs["pixel_values_videos"].to(loaded.model.dtype)
         grammars = [loaded.grammar(*window_schema(w, options)) for w in windows]
+        raws = self._generate(inputs, grammars, options)
+        return [window_result(window, raw, options) for window, raw in zip(windows, raws)]
+
+    def write_json(self, chat: list[dict], schema_key: tuple, schema: dict, options: VisionOptions) -> str:
+        loaded = self.loaded
+        turns = [{"role": m["role"], "content": [{"type": "text", "text": m["content"]}]} for m in chat]
+        text = loaded.processor.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
+        inputs = loaded.processor(text=[text], return_tensors="pt").to(self.device)
+        return self._generate(inputs, [loaded.grammar(schema_key, schema)], options)[0]
+
+    def _generate(self, inputs, grammars: list, options: VisionOptions) -> list[str]:
+        """Constrained generation, one grammar per prompt of the batch; the new text of each."""
+        import torch
+        from xgrammar.contrib.hf import LogitsProcessor
+
         sampling: dict[str, Any] = ({"do_sample": True, "temperature": options.temperature}
                                     if options.temperature > 0 else
                                     {"do_sample": False, "temperature": None, "top_p": None, "top_k": None})
-        tokenizer = loaded.processor.tokenizer
+        tokenizer = self.loaded.processor.tokenizer
         with torch.inference_mode():
-            output = loaded.model.generate(
+            output = self.loaded.model.generate(
                 **inputs, max_new_tokens=options.max_new_tokens, logits_processor=[LogitsProcessor(grammars)],
                 eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **sampling)
-        raws = tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
-        return [window_result(window, raw, options) for window, raw in zip(windows, raws)]
+        return tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
 
 
 def window_result(window: Window, raw: str, options: VisionOptions) -> WindowResult:
@@ -394,14 +410,26 @@ class OpenAIBackend:
 
     def request(self, window: Window, options: VisionOptions) -> dict:
         _, schema = window_schema(window, options)
+        return self._body(chat_messages(window, options), "window_answer", schema, options)
+
+    def _body(self, chat: list[dict], name: str, schema: dict, options: VisionOptions) -> dict:
         return {
             "model": self.model,
-            "messages": chat_messages(window, options),
+            "messages": chat,
             "max_tokens": options.max_new_tokens,
             "temperature": options.temperature,
-            "response_format": {"type": "json_schema",
-                                "json_schema": {"name": "window_answer", "schema": schema, "strict": True}},
+            "response_format": {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}},
         }
+
+    def write_json(self, chat: list[dict], schema_key: tuple, schema: dict, options: VisionOptions) -> str:
+        import httpx
+
+        with httpx.Client(timeout=httpx.Timeout(self.timeout, connect=10.0)) as client:
+            reply = self._post(client, self._body(chat, str(schema_key[0]), schema, options))
+        try:
+            return reply["choices"][0]["message"]["content"] or ""
+        except (KeyError, IndexError, TypeError) as error:
+            raise VisionEndpointError(f"vision endpoint {self.url}: not a chat completion ({error!r})") from error
 
     def _post(self, client, body: dict) -> dict:
         import time
@@ -463,10 +491,14 @@ def _strip_controls(value: Any) -> Any:
     return value
 
 
-def parse_answer(raw: str) -> WindowAnswer:
-    """The answer, read leniently: xgrammar's length-capped strings admit raw control characters, which strict
+def parse_json(raw: str) -> Any:
+    """A model's JSON, read leniently: xgrammar's length-capped strings admit raw control characters, which strict
     JSON rejects; they are read and replaced by spaces."""
-    return WindowAnswer.model_validate(_strip_controls(json.loads(raw, strict=False)))
+    return _strip_controls(json.loads(raw, strict=False))
+
+
+def parse_answer(raw: str) -> WindowAnswer:
+    return WindowAnswer.model_validate(parse_json(raw))
 
 
 # --- moments to events -------------------------------------------------------------------------------------------
@@ -577,10 +609,22 @@ def load_plan(windows_dir: Path) -> WindowPlan:
     return WindowPlan.model_validate_json((Path(windows_dir) / WINDOWS_FILE).read_text())
 
 
+def backend_for(settings: Settings) -> VisionBackend:
+    if settings.vision_endpoint:
+        return OpenAIBackend(settings.vision_endpoint, settings.vision_model, settings.vision_api_key)
+    return TransformersBackend(settings.vision_model)
+
+
+def backend_key(settings: Settings) -> dict:
+    """What decides a model's answers: the model, its settings, and how frames reach it (the HTTP backend sends
+    them as images, the in-process one as a video), but not which server of a pool answered."""
+    return {"model": settings.vision_model, "backend": "openai" if settings.vision_endpoint else "transformers",
+            **options_from(settings).model_dump()}
+
+
 def results_dir(windows_dir: Path, settings: Settings) -> Path:
     """Where each window's answer is checkpointed, inside the (finished, immutable) windows folder."""
-    key = settings_key({"model": settings.vision_model, **options_from(settings).model_dump()})
-    return Path(windows_dir) / f"vision-{key}"
+    return Path(windows_dir) / f"vision-{settings_key(backend_key(settings))}"
 
 
 def describe_batch(windows_dir: Path, batch: int, settings: Settings) -> Path:
@@ -593,9 +637,7 @@ def describe_batch(windows_dir: Path, batch: int, settings: Settings) -> Path:
     log.info("vision: batch %d: %d windows, %d already done", batch, len(plan.batches[batch]),
              len(plan.batches[batch]) - len(todo))
     options = options_from(settings)
-    backend: VisionBackend = (
-        OpenAIBackend(settings.vision_endpoint, settings.vision_model, settings.vision_api_key)
-        if settings.vision_endpoint else TransformersBackend(settings.vision_model))
+    backend = backend_for(settings)
     for start in range(0, len(todo), options.batch_size):
         chunk = todo[start:start + options.batch_size]
         for result in backend.describe(chunk, options):
