@@ -1,5 +1,5 @@
 """Index one video: ingest, frames and audio, speech, visual events and the film's summary on the GPU pool,
-validation, load."""
+validation, embeddings, load into the configured index (embedded or Elasticsearch)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk import Asset, Param, dag, get_current_context, task
 
-from cinedex import asr, audio, events, film, frames, index, ingest, validation, vision
+from cinedex import asr, audio, embeddings, events, film, frames, index, ingest, validation, vision
 from cinedex.ingest import IngestedVideo
 from cinedex.settings import Settings
 
@@ -108,9 +108,13 @@ def cinedex_index_video():
     def validate(ingested: dict, events_dir: str) -> str:
         return str(validation.validate_video_events(video_of(ingested), Path(events_dir), run_settings()))
 
+    @task
+    def embed(ingested: dict, validation_dir: str) -> str:
+        return str(embeddings.embed_events(video_of(ingested), Path(validation_dir), run_settings()))
+
     @task(outlets=[SEARCH_INDEX])
-    def load(ingested: dict, validation_dir: str) -> dict:
-        return index.load_video(video_of(ingested), Path(validation_dir), run_settings())
+    def load(ingested: dict, validation_dir: str, embeddings_dir: str) -> dict:
+        return index.load_video(video_of(ingested), Path(validation_dir), run_settings(), Path(embeddings_dir))
 
     ingested = ingest_video()
     audio_path = extract_audio(ingested)
@@ -118,7 +122,8 @@ def cinedex_index_video():
     transcript_dir = transcribe(ingested, audio_path)
     vision_dirs = describe_windows.expand(work=plan_windows(ingested, frames_dir, transcript_dir))
     events_dir = build_events(ingested, transcript_dir, frames_dir, vision_dirs)
-    load(ingested, validate(ingested, summarize_film(ingested, events_dir)))
+    validation_dir = validate(ingested, summarize_film(ingested, events_dir))
+    load(ingested, validation_dir, embed(ingested, validation_dir))
 
 
 cinedex_index_video()

@@ -88,3 +88,26 @@ def windows(sampled_film, sample_film) -> list:
     """Two real windows of the sample film (8-13 s and 15-20 s) with their frames and reference dialogue."""
     _, sampling = sampled_film
     return [_window(0, 8.0, 13.0, sampling, sample_film), _window(1, 15.0, 20.0, sampling, sample_film)]
+
+
+AIRFLOW_ADMIN = ("admin", "cinedex-test-password")
+
+
+@pytest.fixture(scope="session")
+def airflow_home(tmp_path_factory):
+    """A private Airflow home and database for the whole session (never one a live scheduler uses), with this
+    project's DAGs and plugins and one login for the API server."""
+    import json
+
+    from cinedex import cli
+
+    home = tmp_path_factory.mktemp("airflow")
+    passwords = home / "passwords.json"
+    passwords.write_text(json.dumps(dict([AIRFLOW_ADMIN])))
+    os.environ["AIRFLOW_HOME"] = str(home)
+    os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(cli.PROJECT_ROOT / "dags")
+    os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(cli.PROJECT_ROOT / "plugins")
+    os.environ["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] = f"{AIRFLOW_ADMIN[0]}:admin"
+    os.environ["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] = str(passwords)
+    cli.airflow_environment(cli.Settings(home=home))
+    return home

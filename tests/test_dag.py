@@ -12,18 +12,6 @@ KNOWN_POOLS = {"default_pool", "gpu"}
 
 
 @pytest.fixture(scope="session")
-def airflow_home(tmp_path_factory):
-    """A private Airflow home and database for the whole session (never one a live scheduler uses)."""
-    import os
-
-    home = tmp_path_factory.mktemp("airflow")
-    os.environ["AIRFLOW_HOME"] = str(home)
-    os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(cli.PROJECT_ROOT / "dags")
-    cli.airflow_environment(cli.Settings(home=home))
-    return home
-
-
-@pytest.fixture(scope="session")
 def dagbag(airflow_home):
     from airflow.dag_processing.dagbag import DagBag
 
@@ -83,7 +71,7 @@ def test_index_dag_end_to_end_is_searchable_and_idempotent(indexed_sample, sampl
     assert states.pop("describe_windows") == ("skipped" if vision_model == "none" else "success")
     assert states == {task: "success" for task in ["ingest_video", "extract_audio", "sample_frames", "transcribe",
                                                    "plan_windows", "build_events", "summarize_film", "validate",
-                                                   "load"]}
+                                                   "embed", "load"]}
 
     settings = Settings()
     reference = next(u for u in sample_film.utterances if "Yankee" in u.text)
@@ -91,6 +79,11 @@ def test_index_dag_end_to_end_is_searchable_and_idempotent(indexed_sample, sampl
     assert hits and "yankee" in hits[0].content.lower()
     assert abs(hits[0].start_s - reference.start_s) <= 1.0 and abs(hits[0].end_s - reference.end_s) <= 1.0
     assert hits[0].start_time == "00:00:" + f"{int(hits[0].start_s):02d}"
+
+    # A paraphrase sharing no word with what is said is found by meaning.
+    [greeting, *_] = search("greeting on the telephone", settings, limit=3)
+    assert "hello" in greeting.content.lower() and greeting.matched_by == ["knn"]
+    assert greeting.start_s < 12.0
 
     video_id = hits[0].video_id
     indexed = EmbeddedIndex(settings.index_dir).video_events(video_id)
@@ -115,7 +108,7 @@ def test_index_dag_end_to_end_is_searchable_and_idempotent(indexed_sample, sampl
     with caplog.at_level("INFO"):
         second = run(vision_model=model)
     assert str(second.state) == "success"
-    for stage in ("frames", "asr", "events", "validation"):
+    for stage in ("frames", "asr", "events", "validation", "embeddings"):
         assert f"{stage}: cached result for video {video_id[:12]}" in caplog.text
     if vision_model == "tiny":
         assert f"windows: cached result for video {video_id[:12]}" in caplog.text

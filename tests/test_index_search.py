@@ -5,11 +5,13 @@ from __future__ import annotations
 import threading
 import time
 
+import numpy as np
 import pytest
 import tantivy
 
-from cinedex.index import TEXT_ANALYZER, EmbeddedIndex, IndexBusyError
-from cinedex.model import Event
+from cinedex.embeddings import encode, event_text
+from cinedex.index import TEXT_ANALYZER, EmbeddedIndex, IndexBusyError, VectorStore
+from cinedex.model import Event, SearchFilters
 from cinedex.search import SearchHit, search
 from cinedex.settings import Settings
 
@@ -29,9 +31,20 @@ INTERSTELLAR = [
 
 def events(video_id: str, lines: list[tuple[float, float, str, str]]) -> list[Event]:
     return [
-        Event(video_id=video_id, start_s=start, end_s=end, content=content, scene_type="dialogue", speaker=speaker)
+        Event(video_id=video_id, start_s=start, end_s=end, content=content, scene_type="dialogue", speaker=speaker,
+              characters=[speaker])
         for start, end, speaker, content in lines
     ]
+
+
+def vectors(events: list[Event]):
+    """Real all-MiniLM-L6-v2 embeddings, as the embed task computes them."""
+    return encode([event_text(e) for e in events], "all-MiniLM-L6-v2")
+
+
+def load(index: EmbeddedIndex, video_id: str, lines) -> int:
+    video_events = events(video_id, lines)
+    return index.replace_video(video_id, video_events, vectors(video_events))
 
 
 @pytest.fixture
@@ -42,8 +55,8 @@ def settings(tmp_path) -> Settings:
 @pytest.fixture
 def index(settings) -> EmbeddedIndex:
     index = EmbeddedIndex(settings.index_dir)
-    index.replace_video("casablanca", events("casablanca", CASABLANCA))
-    index.replace_video("interstellar", events("interstellar", INTERSTELLAR))
+    load(index, "casablanca", CASABLANCA)
+    load(index, "interstellar", INTERSTELLAR)
     return index
 
 
@@ -60,15 +73,16 @@ def test_phrase_finds_its_event_first_with_its_time_range(index, settings):
 
 
 def test_replacing_a_video_twice_neither_duplicates_nor_touches_other_videos(index, settings):
-    ids_before = {hit.event_id for hit in search("the", settings, video_id="casablanca", limit=100)}
+    in_casablanca = SearchFilters(video_id="casablanca")
+    ids_before = {hit.event_id for hit in search("the", settings, in_casablanca, limit=100)}
     other_before = index.count("interstellar")
 
     for _ in range(2):
-        assert index.replace_video("casablanca", events("casablanca", CASABLANCA)) == len(CASABLANCA)
+        assert load(index, "casablanca", CASABLANCA) == len(CASABLANCA)
 
     assert index.count("casablanca") == len(CASABLANCA)
     assert index.count() == len(CASABLANCA) + len(INTERSTELLAR)
-    assert {hit.event_id for hit in search("the", settings, video_id="casablanca", limit=100)} == ids_before
+    assert {hit.event_id for hit in search("the", settings, in_casablanca, limit=100)} == ids_before
     assert index.count("interstellar") == other_before
 
 
@@ -107,9 +121,9 @@ def test_video_filter(index, settings):
     everywhere = {hit.video_id for hit in search("the", settings, limit=50)}
     assert everywhere == {"casablanca", "interstellar"}
 
-    only = search("the", settings, video_id="interstellar", limit=50)
+    only = search("the", settings, SearchFilters(video_id="interstellar"), limit=50)
     assert only and {hit.video_id for hit in only} == {"interstellar"}
-    assert search("the", settings, video_id="no-such-video") == []
+    assert search("the", settings, SearchFilters(video_id="no-such-video")) == []
 
 
 @pytest.mark.parametrize(
@@ -124,7 +138,7 @@ def test_video_filter(index, settings):
 def test_any_text_is_a_valid_query(index, settings, query):
     hits = search(query, settings)
     assert isinstance(hits, list)
-    assert search(query, settings, video_id="casablanca") is not None
+    assert search(query, settings, SearchFilters(video_id="casablanca")) is not None
 
 
 def test_empty_query_and_no_index_give_no_hits(tmp_path, index, settings):
@@ -181,3 +195,67 @@ def test_a_busy_writer_is_waited_for_then_reported(index, settings):
     finally:
         releaser.join()
     assert index.count("casablanca") == 0
+
+
+# --- hybrid search -----------------------------------------------------------------------------------------------
+
+
+def test_a_paraphrase_with_no_shared_word_is_found_by_meaning(index, settings):
+    hits = search("nightmare about furniture speaking", settings)
+    assert hits[0].video_id == "interstellar" and hits[0].start_s == 910.0
+    assert hits[0].matched_by == ["knn"] and hits[0].highlight == ""
+    assert search("nightmare about furniture speaking", settings, mode="bm25") == []
+
+
+def test_a_hit_found_both_ways_ranks_first_with_its_highlight(index, settings):
+    [best, *_] = search("beginning of a beautiful friendship", settings)
+    assert best.start_s == 3725.0 and sorted(best.matched_by) == ["bm25", "knn"]
+    assert "<b>friendship</b>" in best.highlight
+    assert best.score == pytest.approx(2 / 61)  # first in both rankings
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "bm25", "knn"])
+@pytest.mark.parametrize(("filters", "expected_starts"), [
+    (SearchFilters(start_s=50.0, end_s=200.0), {60.0, 95.25, 130.0}),  # events overlapping 50-200 s
+    (SearchFilters(speaker="Rick"), {12.0, 95.25, 3725.0}),
+    (SearchFilters(character="Murph"), {910.0}),
+    (SearchFilters(scene_type="action"), set()),
+    (SearchFilters(video_id="interstellar", end_s=301.0), {60.0, 300.0}),
+])
+def test_filters_narrow_both_rankings(index, settings, filters, expected_starts, mode):
+    everything = settings.model_copy(update={"knn_min_similarity": -1.0})  # kNN then ranks every event it may
+    hits = search("the look of the stars, time and the world", everything, filters, limit=20, mode=mode)
+    if mode == "bm25":
+        assert {hit.start_s for hit in hits} <= expected_starts
+    else:  # kNN ranks every event that passes the filters
+        assert {hit.start_s for hit in hits} == expected_starts
+
+
+def test_vectors_are_replaced_and_deleted_with_their_video(index, settings):
+    store = index.vectors
+    assert len(store) == len(CASABLANCA) + len(INTERSTELLAR)
+    load(index, "casablanca", CASABLANCA[:2])
+    assert len(store) == 2 + len(INTERSTELLAR)
+    index.delete_video("casablanca")
+    assert len(store) == len(INTERSTELLAR)
+    assert {hit.video_id for hit in search("gin joint", settings)} <= {"interstellar"}
+
+
+def test_large_collections_shortlist_by_binary_codes_then_rescore(tmp_path):
+    """Above EXACT_KNN_ROWS the sign-bit shortlist must still find the true nearest neighbours. Embeddings of
+    related text cluster, so the data is 1,000 clusters of 30 noisy points each."""
+    rng = np.random.default_rng(7)
+    centres = rng.standard_normal((1000, 384)).astype(np.float32)
+    data = np.repeat(centres, 30, axis=0) + 0.6 * rng.standard_normal((30_000, 384)).astype(np.float32)
+    data /= np.linalg.norm(data, axis=1, keepdims=True)
+    many = [Event(video_id="big", start_s=i, end_s=i + 1, content="x", characters=["A"] if i % 2 else [])
+            for i in range(len(data))]
+    row_of = {event.id: i for i, event in enumerate(many)}
+    store = VectorStore(tmp_path / "vectors")
+    store.replace_video("big", many, data)
+    for probe in (17, 12_345, 29_999):
+        exact = np.argsort(-(data @ data[probe]))[:10].tolist()
+        found = [row_of[event_id] for event_id, _ in store.search(data[probe], SearchFilters(), 10)]
+        assert found[0] == probe and len(set(found) & set(exact)) >= 9
+    odd = store.search(data[12_345], SearchFilters(character="A"), 5)
+    assert len(odd) == 5 and all(row_of[event_id] % 2 for event_id, _ in odd)

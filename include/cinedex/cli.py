@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from cinedex.mediatime import MediaTime
+from cinedex.model import SearchFilters
 from cinedex.settings import Settings
 
 DAG_ID = "cinedex_index_video"
@@ -22,6 +23,7 @@ def airflow_environment(settings: Settings) -> None:
     home = settings.home.resolve() / "airflow"
     os.environ.setdefault("AIRFLOW_HOME", str(home))
     os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(PROJECT_ROOT / "dags"))
+    os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(PROJECT_ROOT / "plugins"))
     os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     Path(os.environ["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
@@ -62,7 +64,9 @@ def cmd_index(args: argparse.Namespace) -> int:
 def cmd_search(args: argparse.Namespace) -> int:
     from cinedex.search import search
 
-    hits = search(args.query, Settings(), video_id=args.video, limit=args.limit)
+    filters = SearchFilters(video_id=args.video, start_s=args.start, end_s=args.end, scene_type=args.scene_type,
+                            speaker=args.speaker, character=args.character)
+    hits = search(args.query, Settings(), filters, limit=args.limit, backend=args.backend, mode=args.mode)
     if args.json:
         print(json.dumps([hit.model_dump() for hit in hits], indent=2, ensure_ascii=False))
         return 0
@@ -72,7 +76,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         who = hit.speaker or hit.scene_type
         span = f"{MediaTime(hit.start_s).timecode()}-{MediaTime(hit.end_s).timecode()}"
         print(f"{rank:2d}. {span}  [{who}]  {hit.content}"
-              f"   (video {hit.video_id[:12]}, score {hit.score:.2f})")
+              f"   (video {hit.video_id[:12]}, {'+'.join(hit.matched_by)} {hit.score:.3f})")
     return 0
 
 
@@ -98,6 +102,15 @@ def main(argv: list[str] | None = None) -> int:
     find = commands.add_parser("search", help="search the index; hits are time ranges")
     find.add_argument("query")
     find.add_argument("--video", help="only this video id")
+    find.add_argument("--from", dest="start", type=float, help="only events ending after this second")
+    find.add_argument("--to", dest="end", type=float, help="only events starting before this second")
+    find.add_argument("--scene-type", help="only this scene type (dialogue, action, ...)")
+    find.add_argument("--speaker", help="only lines of this speaker")
+    find.add_argument("--character", help="only events with this character")
+    find.add_argument("--backend", choices=["embedded", "elasticsearch"],
+                      help="where to search (default: CINEDEX_INDEX_BACKEND, else embedded)")
+    find.add_argument("--mode", choices=["hybrid", "bm25", "knn"], default="hybrid",
+                      help="words and meaning fused (default), words only, or meaning only")
     find.add_argument("--limit", type=int, default=10)
     find.add_argument("--json", action="store_true", help="print hits as JSON")
     find.set_defaults(run=cmd_search)

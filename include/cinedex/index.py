@@ -1,22 +1,26 @@
-"""The embedded search index: tantivy on local disk, its schema derived from `Event`.
+"""The embedded search index: tantivy on local disk, its schema derived from `Event`, and the events' vectors beside it.
 
 Every event becomes one document: its free-text fields analysed with English stemming, its identifiers and
 names as exact-match keywords, its time range as float fields, and a JSON copy of the whole event for hits.
+Each video's event vectors sit in `vectors/<video_id>.npz` with what the search filters need (times, scene type,
+speaker, characters), so kNN filters exactly without asking tantivy.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 import tantivy
 
 from cinedex.events import read_events
 from cinedex.ingest import IngestedVideo
-from cinedex.model import Event
+from cinedex.model import Event, SearchFilters
 from cinedex.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -122,18 +126,36 @@ class EmbeddedIndex:
         """Sees commits made through other handles now rather than after the reader's file-watch delay."""
         self._index.reload()
 
-    def replace_video(self, video_id: str, events: Iterable[Event]) -> int:
-        """Swaps the video's documents for `events` in one commit, so a reader sees the old set or the new one."""
+    @property
+    def vectors(self) -> VectorStore:
+        return VectorStore(self.path / VECTORS_DIR)
+
+    def replace_video(self, video_id: str, events: Iterable[Event], vectors: np.ndarray | None = None) -> int:
+        """Swaps the video's documents for `events` in one commit, so a reader sees the old set or the new one;
+        then its vectors (row i belongs to the i-th event), if given."""
+        events = list(events)
         docs = []
         for event in events:
             if event.video_id != video_id:
                 raise ValueError(f"event {event.id} belongs to video {event.video_id!r}, not {video_id!r}")
             docs.append(to_document(event))
         self._commit(video_id, docs)
+        # A kNN hit whose document is not (or no longer) in tantivy is dropped, so this order is safe either way.
+        self.vectors.replace_video(video_id, events, vectors)
         return len(docs)
 
     def delete_video(self, video_id: str) -> None:
         self._commit(video_id, [])
+        self.vectors.replace_video(video_id, [], None)
+
+    def events_by_id(self, ids: list[str]) -> dict[str, Event]:
+        if not ids:
+            return {}
+        query = tantivy.Query.boolean_query(
+            [(tantivy.Occur.Should, tantivy.Query.term_query(self.schema, "id", i)) for i in ids])
+        searcher = self.searcher()
+        found = (from_document(searcher.doc(address)) for _, address in searcher.search(query, limit=len(ids)).hits)
+        return {event.id: event for event in found}
 
     def video_events(self, video_id: str) -> list[Event]:
         """Every event of one video, in time order."""
@@ -184,9 +206,131 @@ class EmbeddedIndex:
             pause = min(pause * 2, 1.0)
 
 
-def load_video(video: IngestedVideo, validation_dir: Path, settings: Settings) -> dict:
-    """The load stage: the video's validated events replace whatever the index held for it."""
-    events = read_events(Path(validation_dir) / "valid.jsonl")
-    count = EmbeddedIndex(settings.index_dir).replace_video(video.video_id, events)
+VECTORS_DIR = "vectors"
+EXACT_KNN_ROWS = 20_000  # up to here every candidate is scored exactly; above, binary codes shortlist them first
+RESCORE_FACTOR = 40  # shortlist size per hit wanted, rescored exactly
+
+
+class VectorStore:
+    """The embedded index's event vectors: one `.npz` per video (written aside, renamed into place), all of them
+    held in memory while unchanged. kNN is exact up to EXACT_KNN_ROWS candidates; beyond, each vector's sign bits
+    (48 bytes for 384 dimensions) shortlist the candidates by Hamming distance, which are then scored exactly —
+    sentence-transformers' binary quantization with rescoring, without a separate ANN library."""
+
+    _cache: dict[Path, tuple[tuple, dict]] = {}
+    _cache_lock = threading.Lock()
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+
+    def _file(self, video_id: str) -> Path:
+        return self.folder / f"{video_id}.npz"
+
+    def replace_video(self, video_id: str, events: list[Event], vectors: np.ndarray | None) -> None:
+        target = self._file(video_id)
+        if vectors is None or not len(events):
+            target.unlink(missing_ok=True)
+            return
+        if len(vectors) != len(events):
+            raise ValueError(f"{len(vectors)} vectors for {len(events)} events of video {video_id}")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        scratch = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.npz")
+        np.savez(scratch, ids=np.array([e.id for e in events]), vectors=np.asarray(vectors, dtype=np.float32),
+                 start_s=np.array([e.start_s for e in events]), end_s=np.array([e.end_s for e in events]),
+                 scene_type=np.array([e.scene_type for e in events]), speaker=np.array([e.speaker for e in events]),
+                 characters=np.array(["\x1f" + "\x1f".join(e.characters) + "\x1f" for e in events]))
+        scratch.replace(target)
+
+    def _load(self) -> dict:
+        files = sorted(self.folder.glob("*.npz")) if self.folder.is_dir() else []
+        stamp = tuple((f.name, f.stat().st_mtime_ns) for f in files)
+        with self._cache_lock:
+            cached = self._cache.get(self.folder)
+            if cached and cached[0] == stamp:
+                return cached[1]
+        parts = [dict(np.load(f)) | {"video_id": np.full(len(np.load(f)["ids"]), f.stem)} for f in files]
+        if parts:
+            data = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+        else:
+            data = {"ids": np.array([], dtype=str), "vectors": np.zeros((0, 1), np.float32)}
+        vectors = data["vectors"]
+        data["codes"] = np.packbits(vectors > 0, axis=1)
+        if data["codes"].shape[1] % 8 == 0:  # XOR and popcount 8 bytes at a time
+            data["codes"] = np.ascontiguousarray(data["codes"]).view(np.uint64)
+        with self._cache_lock:
+            self._cache[self.folder] = (stamp, data)
+        return data
+
+    def __len__(self) -> int:
+        return len(self._load()["ids"])
+
+    def search(self, vector: np.ndarray, filters: SearchFilters, limit: int) -> list[tuple[str, float]]:
+        """(event id, cosine similarity) of the nearest events passing the filters, best first."""
+        data = self._load()
+        if not len(data["ids"]) or limit < 1:
+            return []
+        rows = self._filtered_rows(data, filters)
+        count = len(data["ids"]) if rows is None else len(rows)
+        if count == 0:
+            return []
+        vector = np.asarray(vector, dtype=np.float32)
+        if count > EXACT_KNN_ROWS:
+            query_code = np.packbits(vector > 0)
+            if data["codes"].dtype == np.uint64:
+                query_code = query_code.view(np.uint64)
+            codes = data["codes"] if rows is None else data["codes"][rows]
+            distance = np.bitwise_count(codes ^ query_code).sum(axis=1, dtype=np.int32)
+            shortlist = np.argpartition(distance, RESCORE_FACTOR * limit)[:RESCORE_FACTOR * limit]
+            rows = shortlist if rows is None else rows[shortlist]
+        elif rows is None:
+            rows = np.arange(count)
+        scores = data["vectors"][rows] @ vector
+        best = np.argsort(-scores, kind="stable")[:limit]
+        return [(str(data["ids"][rows[i]]), float(scores[i])) for i in best]
+
+    @staticmethod
+    def _filtered_rows(data: dict, filters: SearchFilters) -> np.ndarray | None:
+        """Row numbers passing the filters, or None for all rows."""
+        mask = None
+
+        def narrow(condition):
+            nonlocal mask
+            mask = condition if mask is None else mask & condition
+
+        if filters.video_id is not None:
+            narrow(data["video_id"] == filters.video_id)
+        if filters.scene_type is not None:
+            narrow(data["scene_type"] == filters.scene_type)
+        if filters.speaker is not None:
+            narrow(data["speaker"] == filters.speaker)
+        if filters.start_s is not None:
+            narrow(data["end_s"] > filters.start_s)
+        if filters.end_s is not None:
+            narrow(data["start_s"] < filters.end_s)
+        if filters.character is not None:
+            narrow(np.char.find(data["characters"], "\x1f" + filters.character + "\x1f") >= 0)
+        return None if mask is None else np.flatnonzero(mask)
+
+
+def load_embedded(video: IngestedVideo, events: list[Event], vectors: np.ndarray | None, settings: Settings) -> dict:
+    count = EmbeddedIndex(settings.index_dir).replace_video(video.video_id, events, vectors)
     log.info("load: %d events of %s now in the index at %s", count, video.name, settings.index_dir)
-    return {"video_id": video.video_id, "events": count, "index": str(settings.index_dir)}
+    return {"video_id": video.video_id, "events": count, "backend": "embedded", "index": str(settings.index_dir)}
+
+
+def load_video(video: IngestedVideo, validation_dir: Path, settings: Settings,
+               embeddings_dir: Path | None = None) -> dict:
+    """The load stage: the video's validated events (with their vectors, when embedded) replace whatever the
+    configured backend held for it."""
+    events = read_events(Path(validation_dir) / "valid.jsonl")
+    vectors = None
+    if embeddings_dir:
+        from cinedex.embeddings import load_embeddings
+
+        by_id = load_embeddings(Path(embeddings_dir))
+        vectors = np.stack([by_id[e.id] for e in events]) if events else None
+    if settings.index_backend == "elasticsearch":
+        from cinedex.elastic import load_elasticsearch
+
+        return load_elasticsearch(video, events, vectors, settings)
+    return load_embedded(video, events, vectors, settings)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -46,6 +47,17 @@ class Settings(BaseSettings):
     shot_threshold: float = Field(0.12, description="Picture change (0..1) between consecutive frames that counts as a cut.")
 
     max_invalid_fraction: float = Field(0.2, description="Validation fails the run when more events than this fail.")
+
+    index_backend: Literal["embedded", "elasticsearch"] = Field(
+        "embedded", description="Where runs load and searches look: the embedded index under CINEDEX_HOME, or "
+        "Elasticsearch through the Airflow connection `elasticsearch_default`.")
+    elasticsearch_alias: str = Field("cinedex-events", description="Alias searches use; it points at the index "
+                                     "of the current pipeline version.")
+    embedding_model: str = Field("all-MiniLM-L6-v2", description="sentence-transformers model id or folder for "
+                                 "event embeddings; all-MiniLM-L6-v2 is bundled.")
+    embedding_batch_size: int = 64
+    knn_min_similarity: float = Field(0.3, description="Cosine similarity below which an event is not a kNN hit "
+                                      "(0.3 suits all-MiniLM-L6-v2: unrelated text scores about 0.1).")
 
     window_target_s: float = Field(120.0, description="Vision windows: whole shots gathered to about this length.")
     window_max_s: float = Field(240.0, description="Vision windows are never longer; longer shots are split.")
