@@ -111,3 +111,15 @@ def airflow_home(tmp_path_factory):
     os.environ["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] = str(passwords)
     cli.airflow_environment(cli.Settings(home=home))
     return home
+
+
+@pytest.fixture(scope="session")
+def es_url(tmp_path_factory):
+    """A real Elasticsearch-API server for the session: noida-db started here, or CINEDEX_TEST_ES_URL's server."""
+    if os.environ.get("CINEDEX_TEST_ES_URL"):
+        yield os.environ["CINEDEX_TEST_ES_URL"]
+        return
+    from elastic_server import elasticsearch_server
+
+    with elasticsearch_server(tmp_path_factory.mktemp("elasticsearch")) as server:
+        yield server.url

@@ -133,3 +133,32 @@ def test_bad_input_fails_at_ingest_without_retries_and_loads_nothing(indexed_sam
     assert str(run.state) == "failed"
     assert str(states["ingest_video"].state) == "failed" and states["ingest_video"].try_number == 1
     assert not (Settings().index_dir / "meta.json").exists()
+
+
+@pytest.mark.slow
+def test_index_dag_loads_elasticsearch_where_hybrid_search_finds_a_paraphrase(indexed_sample, es_url, monkeypatch,
+                                                                             sample_film):
+    import uuid
+
+    from cinedex.elastic import search_backend
+    from cinedex.search import search
+    from cinedex.settings import Settings
+
+    monkeypatch.setenv("CINEDEX_INDEX_BACKEND", "elasticsearch")
+    monkeypatch.setenv("AIRFLOW_CONN_ELASTICSEARCH_DEFAULT", es_url)
+    monkeypatch.setenv("CINEDEX_ELASTICSEARCH_ALIAS", f"test-{uuid.uuid4().hex[:8]}-events")
+    run, _ = indexed_sample
+    assert str(run(vision_model="none").state) == "success"
+
+    settings = Settings()
+    assert not (settings.index_dir / "meta.json").exists()  # loaded into Elasticsearch, not the embedded index
+    [said, *_] = search("they all call me a Yankee down here", settings, limit=3)
+    reference = next(u for u in sample_film.utterances if "Yankee" in u.text)
+    assert "yankee" in said.content.lower() and abs(said.start_s - reference.start_s) <= 1.0
+    assert "<b>" in said.highlight and "bm25" in said.matched_by
+    [greeting, *_] = search("greeting on the telephone", settings, limit=3)
+    assert "hello" in greeting.content.lower() and greeting.matched_by == ["knn"]
+
+    ids_before = [e.id for e in search_backend(settings).video_events(said.video_id)]
+    assert str(run(vision_model="none").state) == "success"
+    assert [e.id for e in search_backend(settings).video_events(said.video_id)] == ids_before

@@ -37,7 +37,7 @@ def create_app(auth: Callable | None = None, settings: Callable[[], Settings] = 
                                 speaker=speaker, character=character)
         try:
             return search(q, settings(), filters, limit=limit, backend=backend, mode=mode)
-        except ConnectionError as error:  # the Elasticsearch backend unreachable after its retries
+        except ConnectionError as error:  # Elasticsearch unreachable after its retries (ElasticsearchUnavailable)
             raise HTTPException(503, f"search backend unavailable: {error}") from error
 
     app.include_router(router)

@@ -1,0 +1,547 @@
+"""The Elasticsearch backend of the search index: the same events as the embedded index, served by a cluster.
+
+- The mapping is derived from `Event`: free text analysed in English (plus a CJK subfield), identifiers and
+  enumerations as keywords, names searchable as text and filterable whole, times as numbers, and the event's vector
+  as a cosine `dense_vector`.
+- Each pipeline version writes its own index, `<alias>-v<version>`, and searches go through the alias. The first
+  load of a new version copies the other videos' documents over from the index the alias serves, loads its video,
+  then moves the alias in one `update_aliases` call and drops the old index: searchers go from one complete index
+  to the other.
+- A reload writes the video's documents first (ids are deterministic, so an unchanged event is overwritten in place)
+  and only then deletes its documents outside the new set: no search finds the video's events missing or doubled.
+- The index refreshes only when a load ends (`refresh_interval: -1`), so a searcher sees a video's old events or its
+  new ones, not a load half done; a concurrent load of another video refreshing meanwhile can show the union of
+  old and new for a moment, never fewer.
+- The client retries timeouts and 502/503/504, `streaming_bulk` backs off on 429, and every write step, being
+  idempotent, is retried with back-off while the server stays unreachable, up to `LoadOptions.outage_timeout_s`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from urllib.parse import urlsplit
+
+import numpy as np
+from elasticsearch import (
+    ApiError,
+    BadRequestError,
+    ConnectionError as TransportConnectionError,
+    ConnectionTimeout,
+    Elasticsearch,
+    NotFoundError,
+    helpers,
+)
+from pydantic import BaseModel, Field
+
+from cinedex import PIPELINE_VERSION
+from cinedex.model import Event, SearchFilters
+
+if TYPE_CHECKING:
+    from cinedex.ingest import IngestedVideo
+    from cinedex.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONN_ID = "elasticsearch_default"
+DEFAULT_ALIAS = "cinedex-events"
+DEFAULT_DIMS = 384
+DEFAULT_PORT = 9200
+
+EMBEDDING_FIELD = "embedding"
+TEXT_FIELDS = tuple(Event.text_fields())
+# Free text that is also a name: searched as words, filtered whole through its `.keyword` subfield.
+NAME_FIELDS = ("speaker", "characters")
+# Shown with a hit, never searched or filtered by.
+STORED_ONLY_FIELDS = ("thumbnail",)
+CJK_SUBFIELD = "cjk"
+EXACT_SUBFIELD = "keyword"
+
+# The embedded backend's weighting (search.py), so both rank alike.
+FIELD_BOOSTS = {"content": 2.0, "event": 2.0}
+FIELD_TIE_BREAKER = 0.1
+PHRASE_FIELDS = ("content", "event")
+PHRASE_BOOST = 2.0
+PHRASE_SLOP = 1
+HIGHLIGHT_FIELDS = ("content", "event", *(name for name in TEXT_FIELDS if name not in ("content", "event")))
+HIGHLIGHT_MAX_CHARS = 200
+# Bounds the query's clauses (fields x terms) when someone pastes a page of text.
+MAX_QUERY_CHARS = 200
+MAX_KNN_CANDIDATES = 10_000  # Elasticsearch's own cap on num_candidates
+
+# Statuses a server answers while overloaded (429) or while a node behind a proxy restarts (502-504).
+TRANSIENT_STATUSES = (429, 502, 503, 504)
+# 429 is left to streaming_bulk, which backs off; the transport would retry it at once.
+CLIENT_OPTIONS: dict[str, Any] = {
+    "retry_on_status": (502, 503, 504),
+    "retry_on_timeout": True,
+    "max_retries": 3,
+    "retry_backoff_base": 0.5,
+    "retry_backoff_cap": 4.0,
+    "request_timeout": 30.0,
+}
+
+T = TypeVar("T")
+
+
+class ElasticsearchNotConfigured(LookupError):
+    """No usable Airflow connection to Elasticsearch."""
+
+
+class ElasticsearchUnavailable(ConnectionError):
+    """The server could not be reached (or kept refusing work) after every retry."""
+
+
+class _DocumentsRefused(Exception):
+    """Some documents were still refused with a transient status after streaming_bulk's own retries."""
+
+
+# --- mapping -------------------------------------------------------------------------------------------------
+
+
+def _scalar_type(annotation: Any) -> type | None:
+    """str, float or int behind a field's annotation (Literals of strings, `X | None` and `list[X]` unwrapped)."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is Literal:
+        return str if all(isinstance(arg, str) for arg in args) else None
+    if origin in (list, types.UnionType, typing.Union):
+        inner = [arg for arg in args if arg is not type(None)]
+        return _scalar_type(inner[0]) if len(inner) == 1 else None
+    return annotation if annotation in (str, float, int) else None
+
+
+def _field_mapping(name: str, annotation: Any) -> dict:
+    if name in TEXT_FIELDS:
+        subfields: dict[str, dict] = {CJK_SUBFIELD: {"type": "text", "analyzer": "cjk"}}
+        if name in NAME_FIELDS:
+            subfields[EXACT_SUBFIELD] = {"type": "keyword"}
+        return {"type": "text", "analyzer": "english", "fields": subfields}
+    if name in STORED_ONLY_FIELDS:
+        return {"type": "keyword", "index": False}
+    scalar = _scalar_type(annotation)
+    if scalar is str:
+        return {"type": "keyword"}
+    if scalar is float:
+        return {"type": "float"}
+    if scalar is int:
+        return {"type": "integer"}
+    raise TypeError(f"Event.{name} is {annotation!r}, a type the Elasticsearch mapping does not know")
+
+
+def event_mapping(dims: int = DEFAULT_DIMS) -> dict:
+    """Settings and mappings of an event index, derived from `Event`'s fields, plus the `dims`-wide embedding."""
+    misplaced = [n for n in NAME_FIELDS if n not in TEXT_FIELDS]
+    misplaced += [n for n in STORED_ONLY_FIELDS if n not in Event.model_fields]
+    if misplaced or EMBEDDING_FIELD in Event.model_fields:
+        raise RuntimeError(f"Elasticsearch mapping out of step with Event: {misplaced}, or {EMBEDDING_FIELD!r} taken")
+    properties = {name: _field_mapping(name, field.annotation) for name, field in Event.model_fields.items()}
+    properties[EMBEDDING_FIELD] = {"type": "dense_vector", "dims": dims, "index": True, "similarity": "cosine"}
+    return {
+        "settings": {"index": {"refresh_interval": "-1"}},
+        # Not strict: documents carried over from an older version may hold fields this Event no longer has.
+        "mappings": {"dynamic": False, "properties": properties},
+    }
+
+
+def versioned_index(alias: str, pipeline_version: str) -> str:
+    return f"{alias}-v{pipeline_version}"
+
+
+def filter_clauses(filters: SearchFilters) -> list[dict]:
+    """The filters as Elasticsearch filter clauses: exact terms, and a time range kept by overlap."""
+    clauses: list[dict] = []
+    for field, value in (("video_id", filters.video_id), ("scene_type", filters.scene_type),
+                         (f"speaker.{EXACT_SUBFIELD}", filters.speaker),
+                         (f"characters.{EXACT_SUBFIELD}", filters.character)):
+        if value is not None:
+            clauses.append({"term": {field: value}})
+    if filters.start_s is not None:
+        clauses.append({"range": {"end_s": {"gt": filters.start_s}}})
+    if filters.end_s is not None:
+        clauses.append({"range": {"start_s": {"lt": filters.end_s}}})
+    return clauses
+
+
+def _boosted(names: tuple[str, ...]) -> list[str]:
+    """Each field and its CJK subfield, with the field's boost."""
+    return [f"{field}^{FIELD_BOOSTS.get(name, 1.0)}" for name in names for field in (name, f"{name}.{CJK_SUBFIELD}")]
+
+
+HIGHLIGHT = {
+    "pre_tags": ["<b>"],
+    "post_tags": ["</b>"],
+    "encoder": "html",  # the snippet is HTML: the event's own text is escaped
+    "number_of_fragments": 1,
+    "fragment_size": HIGHLIGHT_MAX_CHARS,
+    "fields": {field: {} for name in HIGHLIGHT_FIELDS for field in (name, f"{name}.{CJK_SUBFIELD}")},
+}
+
+
+def _snippet(highlight: dict[str, list[str]]) -> str:
+    """The fragment of the first highlighted field, in HIGHLIGHT_FIELDS order."""
+    for name in HIGHLIGHT_FIELDS:
+        for field in (name, f"{name}.{CJK_SUBFIELD}"):
+            if highlight.get(field):
+                return highlight[field][0]
+    return ""
+
+
+# --- connection ----------------------------------------------------------------------------------------------
+
+
+def _truthy(value: Any) -> bool:
+    """Extras from a URI's query string arrive as text."""
+    return value is True or str(value).strip().lower() in ("1", "true", "yes")
+
+
+def connection_url(connection: Any) -> str:
+    """scheme://host:port of an Airflow connection. The scheme comes from a URL in `host`, an http/https
+    conn_type (`AIRFLOW_CONN_X=https://host:9200`), extra `use_ssl`, or a `schema` of http/https; else http."""
+    host = connection.host or ""
+    parsed = urlsplit(host if "://" in host else f"//{host}")
+    if not parsed.hostname:
+        raise ElasticsearchNotConfigured(f"Airflow connection {connection.conn_id!r} has no host")
+    if parsed.scheme:
+        scheme = parsed.scheme
+    elif connection.conn_type in ("http", "https"):
+        scheme = connection.conn_type
+    elif _truthy(connection.extra_dejson.get("use_ssl", False)):
+        scheme = "https"
+    elif connection.schema in ("http", "https"):
+        scheme = connection.schema
+    else:
+        scheme = "http"
+    return f"{scheme}://{parsed.hostname}:{parsed.port or connection.port or DEFAULT_PORT}"
+
+
+def client_options(connection: Any) -> dict[str, Any]:
+    """Elasticsearch client arguments for a connection: retries, credentials, and TLS extras."""
+    options = dict(CLIENT_OPTIONS)
+    if connection.login:
+        options["basic_auth"] = (connection.login, connection.password or "")
+    extra = connection.extra_dejson
+    if extra.get("api_key"):
+        options["api_key"] = extra["api_key"]
+    if extra.get("ca_certs"):
+        options["ca_certs"] = extra["ca_certs"]
+    if "verify_certs" in extra:
+        options["verify_certs"] = _truthy(extra["verify_certs"])
+    return options
+
+
+def elasticsearch_client(conn_id: str = DEFAULT_CONN_ID) -> Elasticsearch:
+    """A client for the Airflow connection `conn_id` (conn_type elasticsearch), made by the provider's hook.
+
+    Outside Airflow the connection comes from AIRFLOW_CONN_<CONN_ID>: a URI (`elasticsearch://user:pass@host:9200`,
+    `http://host:9200`) or JSON (`{"conn_type": "elasticsearch", "host": "es", "port": 9200, "extra": {"use_ssl":
+    true}}`).
+    """
+    # Airflow's imports take seconds: only callers that ask for a connection pay for them.
+    from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
+    from airflow.providers.elasticsearch.hooks.elasticsearch import ElasticsearchPythonHook
+
+    try:
+        connection = BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException as exc:
+        raise ElasticsearchNotConfigured(
+            f"no Airflow connection {conn_id!r}: add it in Airflow, or set AIRFLOW_CONN_{conn_id.upper()} to a URI "
+            f"such as elasticsearch://user:password@host:9200 (http) or https://host:9200, or to JSON "
+            f'{{"conn_type": "elasticsearch", "host": ..., "port": ..., "extra": {{"use_ssl": true}}}}'
+        ) from exc
+    hook = ElasticsearchPythonHook(hosts=[connection_url(connection)], es_conn_args=client_options(connection))
+    return hook.get_conn
+
+
+# --- the index -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How a load sends its documents, and how long it waits out a server that is down or overloaded."""
+
+    chunk_size: int = 500
+    max_chunk_bytes: int = 10 * 1024 * 1024
+    max_retries: int = 5  # per bulk chunk, on 429 (and 5xx) answers
+    initial_backoff_s: float = 1.0
+    max_backoff_s: float = 30.0
+    outage_timeout_s: float = 60.0
+
+
+class FailedDocument(BaseModel):
+    id: str
+    status: int
+    reason: str
+
+
+class LoadReport(BaseModel):
+    index: str
+    indexed: int = Field(description="Documents of the video written.")
+    failed: list[FailedDocument] = Field(default_factory=list, description="Documents refused, with why.")
+    stale_deleted: int = Field(0, description="The video's documents deleted for not being in the new set.")
+    carried_over: int = Field(0, description="Other videos' documents copied from an older version's index.")
+
+
+def _error_reason(error: Any) -> str:
+    if isinstance(error, dict):
+        return f"{error.get('type', 'error')}: {error.get('reason', '')}"
+    return str(error)
+
+
+def _transient(exc: Exception) -> bool:
+    if isinstance(exc, ApiError):
+        return exc.status_code in TRANSIENT_STATUSES
+    return isinstance(exc, (TransportConnectionError, ConnectionTimeout, _DocumentsRefused))
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    """Numeric parts, so v10 counts as newer than v9."""
+    return tuple(int(part) for part in re.findall(r"\d+", version))
+
+
+class ElasticIndex:
+    """Events in Elasticsearch: loaded a video at a time, searched by BM25 and kNN through `alias`."""
+
+    def __init__(self, client: Elasticsearch, alias: str = DEFAULT_ALIAS, dims: int = DEFAULT_DIMS,
+                 pipeline_version: str = PIPELINE_VERSION, options: LoadOptions = LoadOptions()) -> None:
+        self.client = client
+        self.alias = alias
+        self.dims = dims
+        self.pipeline_version = pipeline_version
+        self.options = options
+        self.index = versioned_index(alias, pipeline_version)
+
+    @property
+    def url(self) -> str:
+        return ", ".join(node.base_url for node in self.client.transport.node_pool.all())
+
+    # --- loading
+
+    def replace_video(self, video_id: str, events: list[Event], vectors: np.ndarray | None = None) -> LoadReport:
+        """Makes the index hold exactly `events` for the video; `vectors` row i is events[i]'s embedding."""
+        for event in events:
+            if event.video_id != video_id:
+                raise ValueError(f"event {event.id} belongs to video {event.video_id!r}, not {video_id!r}")
+        if vectors is not None and vectors.shape != (len(events), self.dims):
+            raise ValueError(f"vectors of shape {vectors.shape} for {len(events)} events of {self.dims} dimensions")
+        serving = self._retrying(self._serving_indices)
+        previous = self._previous_versions(serving)
+        self._retrying(self._create_index)
+        carried_over = sum(self._retrying(lambda old=old: self._carry_over(old, video_id)) for old in previous)
+        indexed, failed = self._load_documents(self.bulk_actions(events, vectors))
+        keep = [event.id for event in events]
+        stale_deleted = self._retrying(lambda: self._delete_stale(video_id, keep))
+        self._retrying(lambda: self.client.indices.refresh(index=self.index))
+        if previous or self.index not in serving:
+            self._retrying(lambda: self._move_alias(previous))
+        report = LoadReport(index=self.index, indexed=indexed, failed=failed, stale_deleted=stale_deleted,
+                            carried_over=carried_over)
+        for item in failed:
+            log.error("load: %s of %s refused (%d): %s", item.id, video_id, item.status, item.reason)
+        log.info("load: %s -> %s: %d indexed, %d failed, %d stale deleted, %d carried over", video_id, self.index,
+                 indexed, len(failed), stale_deleted, carried_over)
+        return report
+
+    def bulk_actions(self, events: list[Event], vectors: np.ndarray | None) -> list[dict]:
+        """One index action per event; `_id` is the event's deterministic id, so a reload overwrites in place."""
+        actions = []
+        for row, event in enumerate(events):
+            source = event.model_dump(mode="json")
+            if vectors is not None:
+                source[EMBEDDING_FIELD] = vectors[row].astype(np.float32).tolist()
+            actions.append({"_index": self.index, "_id": event.id, "_source": source})
+        return actions
+
+    def delete_video(self, video_id: str) -> int:
+        """Deletes the video's events from the index searches see; returns how many there were."""
+        if not self._retrying(self._serving_indices):
+            return 0
+        response = self._retrying(lambda: self.client.delete_by_query(
+            index=self.alias, query={"term": {"video_id": video_id}}, refresh=True))
+        return response["deleted"]
+
+    # --- reading
+
+    def count(self, video_id: str | None = None) -> int:
+        query = {"term": {"video_id": video_id}} if video_id is not None else None
+        response = self._retrying(
+            lambda: self.client.count(index=self.alias, query=query, ignore_unavailable=True), patience_s=0)
+        return response["count"]
+
+    def video_events(self, video_id: str) -> list[Event]:
+        """Every event of one video, in time order."""
+        def read() -> list[Event]:
+            hits = helpers.scan(self.client, index=self.alias, query={"query": {"term": {"video_id": video_id}}},
+                                source_excludes=[EMBEDDING_FIELD], ignore_unavailable=True)
+            return [Event.model_validate(hit["_source"]) for hit in hits]
+
+        return sorted(self._retrying(read, patience_s=0), key=lambda e: (e.start_s, e.end_s, e.id))
+
+    def bm25(self, query: str, filters: SearchFilters, limit: int) -> list[tuple[Event, str]]:
+        """Events matching `query` (plain text, never query syntax), best first, with an HTML highlight each."""
+        text = query.strip()[:MAX_QUERY_CHARS]
+        if not text or limit < 1:
+            return []
+        bool_query = {
+            "must": [{"multi_match": {"query": text, "type": "best_fields", "tie_breaker": FIELD_TIE_BREAKER,
+                                      "fields": _boosted(TEXT_FIELDS)}}],
+            "should": [{"multi_match": {"query": text, "type": "phrase", "slop": PHRASE_SLOP,
+                                        "fields": _boosted(PHRASE_FIELDS), "boost": PHRASE_BOOST}}],
+            "filter": filter_clauses(filters),
+        }
+        hits = self._search(query={"bool": bool_query}, highlight=HIGHLIGHT, size=limit)
+        return [(Event.model_validate(hit["_source"]), _snippet(hit.get("highlight", {}))) for hit in hits]
+
+    def knn(self, vector: np.ndarray, filters: SearchFilters, limit: int,
+            min_similarity: float = -1.0) -> list[tuple[Event, str]]:
+        """The `limit` events nearest `vector` by cosine, at least `min_similarity` similar, passing the filters
+        (applied during the search)."""
+        if limit < 1:
+            return []
+        query_vector = np.asarray(vector, dtype=np.float32).tolist()
+        knn: dict[str, Any] = {"field": EMBEDDING_FIELD, "query_vector": query_vector, "k": limit,
+                               "num_candidates": min(MAX_KNN_CANDIDATES, max(100, 10 * limit))}
+        if min_similarity > -1.0:
+            knn["similarity"] = min_similarity  # for cosine vectors, Elasticsearch compares the cosine itself
+        if clauses := filter_clauses(filters):
+            knn["filter"] = clauses
+        return [(Event.model_validate(hit["_source"]), "") for hit in self._search(knn=knn, size=limit)]
+
+    # --- steps
+
+    def _search(self, **body: Any) -> list[dict]:
+        response = self._retrying(lambda: self.client.search(
+            index=self.alias, ignore_unavailable=True, source_excludes=[EMBEDDING_FIELD], **body), patience_s=0)
+        return response["hits"]["hits"]
+
+    def _serving_indices(self) -> list[str]:
+        try:
+            return sorted(self.client.indices.get_alias(name=self.alias).body)
+        except NotFoundError:
+            return []
+
+    def _previous_versions(self, serving: list[str]) -> list[str]:
+        """The older versions' indices the alias serves; refuses to replace a newer version's or a foreign one."""
+        prefix = f"{self.alias}-v"
+        previous = [name for name in serving if name != self.index]
+        for name in previous:
+            if not name.startswith(prefix) or _version_key(name[len(prefix):]) > _version_key(self.pipeline_version):
+                raise RuntimeError(f"alias {self.alias!r} serves {name!r}, not an older version of {self.index!r}: "
+                                   "refusing to replace it")
+        return previous
+
+    def _create_index(self) -> None:
+        if self.client.indices.exists(index=self.index):
+            return
+        try:
+            self.client.indices.create(index=self.index, **event_mapping(self.dims))
+        except BadRequestError as exc:
+            if exc.error != "resource_already_exists_exception":  # else a concurrent load made it first
+                raise
+
+    def _carry_over(self, old_index: str, video_id: str) -> int:
+        """Copies the other videos' documents from `old_index`; a document the new mapping refuses stops the load
+        before the alias moves."""
+        # scan + bulk rather than helpers.reindex, which first asks the data-stream API (absent from noida-db).
+        hits = helpers.scan(self.client, index=old_index,
+                            query={"query": {"bool": {"must_not": [{"term": {"video_id": video_id}}]}}})
+        actions = ({"_index": self.index, "_id": hit["_id"], "_source": hit["_source"]} for hit in hits)
+        copied, _ = helpers.bulk(self.client, actions, **self._bulk_options())
+        return copied
+
+    def _bulk_options(self) -> dict[str, Any]:
+        return {
+            "chunk_size": self.options.chunk_size,
+            "max_chunk_bytes": self.options.max_chunk_bytes,
+            "max_retries": self.options.max_retries,
+            "initial_backoff": self.options.initial_backoff_s,
+            "max_backoff": self.options.max_backoff_s,
+            "retry_on_status": TRANSIENT_STATUSES,
+        }
+
+    def _load_documents(self, actions: list[dict]) -> tuple[int, list[FailedDocument]]:
+        """Sends the actions; those still refused as transient, or cut off by a lost connection, are sent again."""
+        pending = {action["_id"]: action for action in actions}
+        indexed = 0
+        failed: list[FailedDocument] = []
+
+        def send_pending() -> None:
+            nonlocal indexed
+            results = helpers.streaming_bulk(self.client, list(pending.values()), raise_on_error=False,
+                                             raise_on_exception=False, **self._bulk_options())
+            for ok, item in results:
+                result = next(iter(item.values()))
+                if not ok and result["status"] in TRANSIENT_STATUSES:
+                    continue
+                del pending[result["_id"]]
+                if ok:
+                    indexed += 1
+                else:
+                    failed.append(FailedDocument(id=result["_id"], status=result["status"],
+                                                 reason=_error_reason(result["error"])))
+            if pending:
+                raise _DocumentsRefused(f"{len(pending)} documents still refused with {TRANSIENT_STATUSES}")
+
+        self._retrying(send_pending)
+        return indexed, failed
+
+    def _delete_stale(self, video_id: str, keep_ids: list[str]) -> int:
+        query = {"bool": {"filter": [{"term": {"video_id": video_id}}], "must_not": [{"ids": {"values": keep_ids}}]}}
+        return self.client.delete_by_query(index=self.index, query=query)["deleted"]
+
+    def _move_alias(self, previous: list[str]) -> None:
+        actions = [{"remove": {"index": old, "alias": self.alias}} for old in previous]
+        self.client.indices.update_aliases(actions=[*actions, {"add": {"index": self.index, "alias": self.alias}}])
+        if previous:
+            self.client.indices.delete(index=previous, ignore_unavailable=True)
+            log.info("alias %s moved from %s to %s; old index deleted", self.alias, previous, self.index)
+
+    def _retrying(self, operation: Callable[[], T], patience_s: float | None = None) -> T:
+        """Runs `operation`, waiting out an unreachable or overloaded server for up to `patience_s`
+        (default: the load's outage timeout; 0 = only the client's own retries)."""
+        patience_s = self.options.outage_timeout_s if patience_s is None else patience_s
+        deadline = time.monotonic() + patience_s
+        pause = self.options.initial_backoff_s
+        while True:
+            try:
+                return operation()
+            except (ApiError, TransportConnectionError, ConnectionTimeout, _DocumentsRefused) as exc:
+                if not _transient(exc):
+                    raise
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise ElasticsearchUnavailable(
+                        f"Elasticsearch at {self.url} still failing after {patience_s:.0f}s of retries: {exc}"
+                    ) from exc
+                log.warning("Elasticsearch at %s: %s; retrying in %.1fs", self.url, exc, min(pause, left))
+                time.sleep(min(pause, left))
+                pause = min(pause * 2, self.options.max_backoff_s)
+
+
+# --- pipeline entry points -----------------------------------------------------------------------------------
+
+
+def search_backend(settings: Settings) -> ElasticIndex:
+    """The index searches read: the alias in settings, through the `elasticsearch_default` connection."""
+    return ElasticIndex(elasticsearch_client(), alias=settings.elasticsearch_alias)
+
+
+def load_elasticsearch(video: IngestedVideo, events: list[Event], vectors: np.ndarray | None,
+                       settings: Settings) -> dict:
+    """The load stage on Elasticsearch; fails (after loading what it could) when any document was refused, so the
+    task is retried rather than leaving events silently unsearchable."""
+    dims = vectors.shape[1] if vectors is not None else DEFAULT_DIMS
+    index = ElasticIndex(elasticsearch_client(), alias=settings.elasticsearch_alias, dims=dims)
+    report = index.replace_video(video.video_id, events, vectors)
+    if report.failed:
+        first = report.failed[0]
+        raise RuntimeError(f"{len(report.failed)} of {len(events)} events of {video.name} were refused by "
+                           f"{report.index}, e.g. {first.id}: {first.reason}")
+    return {"video_id": video.video_id, "events": report.indexed, "backend": "elasticsearch", "index": report.index,
+            "stale_deleted": report.stale_deleted, "carried_over": report.carried_over}
