@@ -35,7 +35,7 @@ demo: $(STAMP)
 	@# The vision model's weights (8 GB) come from a model hub and want a GPU: the demo indexes speech and shots
 	@# unless CINEDEX_VISION_MODEL names a model.
 	CINEDEX_VISION_MODEL=$${CINEDEX_VISION_MODEL:-none} $(VENV)/bin/cinedex index "$(CINEDEX_HOME)/sample/sample_film.mp4"
-	@for query in "originally from Chicago" "what do they call her down in Texas" "I did not know you were there"; do \
+	@for query in "originally from Chicago" "what do they call her down in Texas" "greeting on the telephone"; do \
 		echo; echo "\$$ cinedex search \"$$query\" --limit 3"; \
 		$(VENV)/bin/cinedex search "$$query" --limit 3 || exit 1; \
 	done

@@ -1,9 +1,14 @@
-"""Embedded index at scale: indexing rate, size on disk, and search latency.
+"""Embedded index at scale: indexing rate, size on disk, embedding rate, and search latency.
 
 Builds an index of synthetic dialogue events (fixed seed) spread over many videos, one `replace_video` per
 video as ingestion does it, then times `search()` over varied queries with and without a video filter, next to
 the obvious baseline: tantivy's own lenient query parser over the same fields, without our query building
 or hit building.
+
+Vectors: embedding a million events with MiniLM on a laptop CPU takes over an hour, so a pool of events is
+embedded for real (which gives the embedding rate) and every event gets the vector of a pool event plus a little
+noise: the vectors keep the real ones' clustered distribution, which is what the kNN shortlist depends on.
+Query vectors are real encodings, and the hybrid timings include encoding the query.
 
     .venv/bin/python benchmarks/bench_search.py --events 1000000
 """
@@ -18,11 +23,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import tantivy
 
+from cinedex.embeddings import encode, event_text
 from cinedex.index import TEXT_FIELDS, EmbeddedIndex
-from cinedex.model import Event
-from cinedex.search import FIELD_BOOSTS, build_query, search
+from cinedex.model import Event, SearchFilters
+from cinedex.search import FIELD_BOOSTS, _cached_query_vector, build_query, search
 from cinedex.settings import Settings
 
 SEED = 20240607
@@ -94,7 +101,26 @@ class EventFactory:
         return moments
 
 
-def build(index: EmbeddedIndex, factory: EventFactory, total: int, videos: int) -> tuple[list[str], list[str], float]:
+class VectorPool:
+    """Real MiniLM vectors of `size` generated events; `vectors(n)` deals out noisy copies of them."""
+
+    def __init__(self, factory: EventFactory, size: int, model: str) -> None:
+        events = factory.video("pool", size)
+        texts = [event_text(e) for e in events]
+        encode(texts[:64], model)  # loads the model outside the timing
+        started = time.perf_counter()
+        self.pool = encode(texts, model)
+        self.embedding_rate = size / (time.perf_counter() - started)
+        self.rng = np.random.default_rng(SEED)
+
+    def vectors(self, count: int) -> np.ndarray:
+        picked = self.pool[self.rng.integers(0, len(self.pool), count)]
+        noisy = picked + 0.02 * self.rng.standard_normal(picked.shape, dtype=np.float32)
+        return noisy / np.linalg.norm(noisy, axis=1, keepdims=True)
+
+
+def build(index: EmbeddedIndex, factory: EventFactory, total: int, videos: int,
+          pool: VectorPool) -> tuple[list[str], list[str], float]:
     """Indexes `total` events; returns the video ids, some of the indexed sentences, and seconds spent indexing."""
     per_video, extra = divmod(total, videos)
     video_ids, sample_contents = [], []
@@ -104,8 +130,9 @@ def build(index: EmbeddedIndex, factory: EventFactory, total: int, videos: int) 
         events = factory.video(video_id, per_video + (number < extra))
         if not events:
             continue
+        vectors = pool.vectors(len(events))
         started = time.perf_counter()
-        index.replace_video(video_id, events)
+        index.replace_video(video_id, events, vectors)
         indexing_s += time.perf_counter() - started
         video_ids.append(video_id)
         sample_contents.append(factory.rng.choice(events).content)
@@ -158,15 +185,19 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=2000)
     parser.add_argument("--queries", type=int, default=500)
     parser.add_argument("--limit", type=int, default=10)
+    parser.add_argument("--pool", type=int, default=4000, help="events embedded for real")
     args = parser.parse_args()
 
     factory = EventFactory()
     with tempfile.TemporaryDirectory(prefix="cinedex-bench-") as home:
         settings = Settings(home=Path(home))
         index = EmbeddedIndex(settings.index_dir)
+        pool = VectorPool(factory, args.pool, settings.embedding_model)
+        print(f"embedding rate ({settings.embedding_model}, batches of 64): {pool.embedding_rate:,.0f} events/s "
+              f"over {args.pool:,} events")
         print(f"indexing {args.events:,} events over {args.videos:,} videos into {settings.index_dir}")
         started = time.perf_counter()
-        video_ids, contents, indexing_s = build(index, factory, args.events, args.videos)
+        video_ids, contents, indexing_s = build(index, factory, args.events, args.videos, pool)
         total_s = time.perf_counter() - started
         size = sum(f.stat().st_size for f in settings.index_dir.iterdir() if f.is_file())
         print(f"indexed {index.count():,} events: {index.count() / indexing_s:,.0f} events/s in replace_video "
@@ -190,9 +221,14 @@ def main() -> None:
             if query is not None:
                 searcher.search(query, limit=args.limit, count=False)
 
+        def hybrid(text: str, filters: SearchFilters | None = None) -> None:
+            _cached_query_vector.cache_clear()  # every timed query is encoded, as a new question would be
+            search(text, settings, filters, limit=args.limit)
+
         for text in texts:  # warms the page cache and search()'s cached handle outside the timings
             baseline(text)
-            search(text, settings, limit=args.limit)
+            search(text, settings, limit=args.limit, mode="bm25")
+            hybrid(text)
 
         print(f"search latency over {len(texts)} queries, top {args.limit}:")
         report("index.reload() (done by every search())", time_ms(lambda _: index.reload(), range(200)))
@@ -200,12 +236,15 @@ def main() -> None:
         built_latencies = time_ms(built, texts)
         report("tantivy parse_query_lenient (baseline)", baseline_latencies)
         report("our query building, tantivy search only", built_latencies)
-        p95 = report(
-            "search() incl. hits and highlights", time_ms(lambda text: search(text, settings, limit=args.limit), texts)
-        )
+        report("search(mode=bm25) incl. hits and highlights",
+               time_ms(lambda text: search(text, settings, limit=args.limit, mode="bm25"), texts))
+        report("query encoding alone", time_ms(lambda text: encode([text], settings.embedding_model), texts))
+        report("search(mode=knn) incl. encoding", time_ms(lambda text: search(text, settings, limit=args.limit,
+                                                                             mode="knn"), texts))
+        p95 = report("hybrid search() incl. encoding, hits", time_ms(hybrid, texts))
         p95_filtered = report(
-            "search() with a video filter",
-            time_ms(lambda pair: search(pair[0], settings, video_id=pair[1], limit=args.limit), filtered),
+            "hybrid search() with a video filter",
+            time_ms(lambda pair: hybrid(pair[0], SearchFilters(video_id=pair[1])), filtered),
         )
         print(f"query cost vs baseline (p50): "
               f"{statistics.median(built_latencies) / statistics.median(baseline_latencies):.2f}x")

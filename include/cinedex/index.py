@@ -242,21 +242,23 @@ class VectorStore:
         scratch.replace(target)
 
     def _load(self) -> dict:
-        files = sorted(self.folder.glob("*.npz")) if self.folder.is_dir() else []
-        stamp = tuple((f.name, f.stat().st_mtime_ns) for f in files)
+        # Every replace renames a file into (or out of) the folder, which changes the folder's own mtime: one stat
+        # tells whether the cached arrays are current.
+        stamp = self.folder.stat().st_mtime_ns if self.folder.is_dir() else 0
         with self._cache_lock:
             cached = self._cache.get(self.folder)
             if cached and cached[0] == stamp:
                 return cached[1]
-        parts = [dict(np.load(f)) | {"video_id": np.full(len(np.load(f)["ids"]), f.stem)} for f in files]
+        files = sorted(self.folder.glob("[!.]*.npz")) if stamp else []
+        parts = []
+        for file in files:
+            with np.load(file) as part:
+                parts.append({**part, "video_id": np.full(len(part["ids"]), file.stem)})
         if parts:
             data = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
         else:
-            data = {"ids": np.array([], dtype=str), "vectors": np.zeros((0, 1), np.float32)}
-        vectors = data["vectors"]
-        data["codes"] = np.packbits(vectors > 0, axis=1)
-        if data["codes"].shape[1] % 8 == 0:  # XOR and popcount 8 bytes at a time
-            data["codes"] = np.ascontiguousarray(data["codes"]).view(np.uint64)
+            data = {"ids": np.array([], dtype=str), "vectors": np.zeros((0, 8), np.float32)}
+        data["codes"] = sign_codes(data["vectors"])
         with self._cache_lock:
             self._cache[self.folder] = (stamp, data)
         return data
@@ -275,17 +277,18 @@ class VectorStore:
             return []
         vector = np.asarray(vector, dtype=np.float32)
         if count > EXACT_KNN_ROWS:
-            query_code = np.packbits(vector > 0)
-            if data["codes"].dtype == np.uint64:
-                query_code = query_code.view(np.uint64)
-            codes = data["codes"] if rows is None else data["codes"][rows]
-            distance = np.bitwise_count(codes ^ query_code).sum(axis=1, dtype=np.int32)
+            query_code = sign_codes(vector[None, :])[:, 0]
+            codes = data["codes"] if rows is None else data["codes"][:, rows]
+            distance = np.bitwise_count(codes[0] ^ query_code[0]).astype(np.uint16)
+            for word, query_word in zip(codes[1:], query_code[1:]):
+                distance += np.bitwise_count(word ^ query_word)
             shortlist = np.argpartition(distance, RESCORE_FACTOR * limit)[:RESCORE_FACTOR * limit]
             rows = shortlist if rows is None else rows[shortlist]
         elif rows is None:
             rows = np.arange(count)
         scores = data["vectors"][rows] @ vector
-        best = np.argsort(-scores, kind="stable")[:limit]
+        best = np.argpartition(-scores, limit - 1)[:limit] if len(scores) > limit else np.arange(len(scores))
+        best = best[np.argsort(-scores[best], kind="stable")]
         return [(str(data["ids"][rows[i]]), float(scores[i])) for i in best]
 
     @staticmethod
@@ -310,6 +313,15 @@ class VectorStore:
         if filters.character is not None:
             narrow(np.char.find(data["characters"], "\x1f" + filters.character + "\x1f") >= 0)
         return None if mask is None else np.flatnonzero(mask)
+
+
+def sign_codes(vectors: np.ndarray) -> np.ndarray:
+    """Each vector's sign bits as 64-bit words, word-major (words x rows): Hamming distances are then a few
+    contiguous XOR and popcount passes, several times faster than row by row."""
+    bits = np.packbits(vectors > 0, axis=1)
+    padded = np.zeros((len(vectors), -(-bits.shape[1] // 8) * 8), np.uint8)
+    padded[:, :bits.shape[1]] = bits
+    return np.ascontiguousarray(padded.view(np.uint64).T)
 
 
 def load_embedded(video: IngestedVideo, events: list[Event], vectors: np.ndarray | None, settings: Settings) -> dict:
