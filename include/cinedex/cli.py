@@ -120,7 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     sample.set_defaults(run=cmd_sample_film)
 
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Indexing reports its progress; a search prints its hits and nothing else unless something is wrong.
+    level = logging.INFO if args.command == "index" else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return args.run(args)
 
 
