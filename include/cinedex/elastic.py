@@ -45,7 +45,10 @@ from cinedex.model import Event, SearchFilters
 
 if TYPE_CHECKING:
     from cinedex.ingest import IngestedVideo
-    from cinedex.settings import Settings
+    # The embedded backend's weighting, so both backends rank alike.
+from cinedex.search import (FIELD_BOOSTS, FIELD_TIE_BREAKER, HIGHLIGHT_FIELDS, HIGHLIGHT_MAX_CHARS, PHRASE_BOOST,
+                            PHRASE_FIELDS, PHRASE_SLOP)
+from cinedex.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -63,14 +66,6 @@ STORED_ONLY_FIELDS = ("thumbnail",)
 CJK_SUBFIELD = "cjk"
 EXACT_SUBFIELD = "keyword"
 
-# The embedded backend's weighting (search.py), so both rank alike.
-FIELD_BOOSTS = {"content": 2.0, "event": 2.0}
-FIELD_TIE_BREAKER = 0.1
-PHRASE_FIELDS = ("content", "event")
-PHRASE_BOOST = 2.0
-PHRASE_SLOP = 1
-HIGHLIGHT_FIELDS = ("content", "event", *(name for name in TEXT_FIELDS if name not in ("content", "event")))
-HIGHLIGHT_MAX_CHARS = 200
 # Bounds the query's clauses (fields x terms) when someone pastes a page of text.
 MAX_QUERY_CHARS = 200
 MAX_KNN_CANDIDATES = 10_000  # Elasticsearch's own cap on num_candidates
