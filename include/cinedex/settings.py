@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     window_max_s: float = Field(240.0, description="Vision windows are never longer; longer shots are split.")
     vision_context_tokens: int = Field(32768, description="Context budget of one vision call (frames, prompt, answer).")
     vision_max_new_tokens: int = Field(1024, description="Most tokens the vision model writes per window.")
+    vision_batch_size: int = Field(4, ge=1, description="Windows per generate call and per inference task. 4 fits "
+                                   "a 24 GB card with the 4B model (22 GiB peak measured at 218 frames a window); "
+                                   "8 needs about 35 GiB and is 1.7x faster on an 80 GB H100.")
     vision_temperature: float = Field(0.0, description="Sampling temperature of the vision model; 0 = greedy.")
     vision_timestamp_alignment: bool = Field(True, description="Give the model each frame pair's film time.")
     summary_max_new_tokens: int = Field(4096, description="Most tokens the film's summary and chapters may take.")

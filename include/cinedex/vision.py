@@ -567,7 +567,6 @@ def moments_to_events(video_id: str, window: Window, answer: WindowAnswer, shots
 # --- the pipeline stages ------------------------------------------------------------------------------------------
 
 WINDOWS_FILE = "windows.json"
-WINDOWS_PER_TASK = 4  # windows per mapped Airflow task: a 3-hour film at 120 s windows makes about 23 tasks
 
 
 class WindowPlan(BaseModel):
@@ -580,7 +579,8 @@ def options_from(settings: Settings) -> VisionOptions:
     visual = max(settings.vision_context_tokens - settings.vision_max_new_tokens - PROMPT_TOKENS, _MIN_TOKENS_PER_PATCH)
     return VisionOptions(context_tokens=visual, max_new_tokens=settings.vision_max_new_tokens,
                          temperature=settings.vision_temperature,
-                         timestamp_alignment=settings.vision_timestamp_alignment)
+                         timestamp_alignment=settings.vision_timestamp_alignment,
+                         batch_size=settings.vision_batch_size)
 
 
 def plan_windows(video: IngestedVideo, frames_dir: Path, transcript_dir: Path, settings: Settings) -> Path:
@@ -588,7 +588,8 @@ def plan_windows(video: IngestedVideo, frames_dir: Path, transcript_dir: Path, s
     artifacts = stage_artifacts(settings.artifacts_dir, video.video_id, "windows", frames=Path(frames_dir).name,
                                 transcript=Path(transcript_dir).name, target_s=settings.window_target_s,
                                 max_s=settings.window_max_s, context_tokens=settings.vision_context_tokens,
-                                max_new_tokens=settings.vision_max_new_tokens)
+                                max_new_tokens=settings.vision_max_new_tokens,
+                                windows_per_task=settings.vision_batch_size)
     if artifacts.complete:
         artifacts.log_cached()
         return artifacts.path
@@ -597,7 +598,8 @@ def plan_windows(video: IngestedVideo, frames_dir: Path, transcript_dir: Path, s
                                 prompt_tokens=PROMPT_TOKENS, max_new_tokens=settings.vision_max_new_tokens)
     windows = build_windows(sampling, load_transcript(transcript_dir), video.info.fps, settings.window_target_s,
                             settings.window_max_s, max_frames)
-    size = windows_per_batch(len(windows), WINDOWS_PER_TASK)
+    # One generate call per mapped task: a 3-hour film at 120 s windows and batches of 4 makes about 23 tasks.
+    size = windows_per_batch(len(windows), settings.vision_batch_size)
     plan = WindowPlan(windows=windows, batches=[[w.index for w in batch] for batch in batches(windows, size)])
     with artifacts.writing() as folder:
         (folder / WINDOWS_FILE).write_text(plan.model_dump_json())
