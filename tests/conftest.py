@@ -93,24 +93,45 @@ def windows(sampled_film, sample_film) -> list:
 AIRFLOW_ADMIN = ("admin", "cinedex-test-password")
 
 
-@pytest.fixture(scope="session")
-def airflow_home(tmp_path_factory):
-    """A private Airflow home and database for the whole session (never one a live scheduler uses), with this
-    project's DAGs and plugins and one login for the API server."""
+def _private_airflow_environment() -> Path:
+    """A private Airflow home (never one a live scheduler uses) with this project's DAGs and plugins and one login
+    for the API server. Set when this file is imported: Airflow reads its configuration once, when it is first
+    imported, and any test module may import it before a fixture would run."""
+    import atexit
     import json
+    import secrets
+    import shutil
+    import tempfile
 
-    from cinedex import cli
-
-    home = tmp_path_factory.mktemp("airflow")
+    home = Path(tempfile.mkdtemp(prefix="cinedex-test-airflow-"))
+    atexit.register(shutil.rmtree, home, ignore_errors=True)
     passwords = home / "passwords.json"
     passwords.write_text(json.dumps(dict([AIRFLOW_ADMIN])))
-    os.environ["AIRFLOW_HOME"] = str(home)
-    os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(cli.PROJECT_ROOT / "dags")
-    os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(cli.PROJECT_ROOT / "plugins")
-    os.environ["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] = f"{AIRFLOW_ADMIN[0]}:admin"
-    os.environ["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] = str(passwords)
-    cli.airflow_environment(cli.Settings(home=home))
+    project = Path(__file__).resolve().parent.parent
+    os.environ.update({
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(project / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(project / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{AIRFLOW_ADMIN[0]}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+        # Airflow writes a secret into airflow.cfg only when it creates that file; a module that imported Airflow
+        # first may have read its configuration before, so the API server's token secret is given outright.
+        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+    })
     return home
+
+
+AIRFLOW_HOME = _private_airflow_environment()
+
+
+@pytest.fixture(scope="session")
+def airflow_home():
+    """The session's Airflow home, its database migrated on first use."""
+    from cinedex import cli
+
+    cli.airflow_environment(cli.Settings(home=AIRFLOW_HOME))
+    return AIRFLOW_HOME
 
 
 @pytest.fixture(scope="session")
