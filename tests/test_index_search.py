@@ -10,7 +10,8 @@ import pytest
 import tantivy
 
 from cinedex.embeddings import encode, event_text
-from cinedex.index import TEXT_ANALYZER, EmbeddedIndex, IndexBusyError, VectorStore
+from cinedex.index import (TEXT_ANALYZER, EmbeddedIndex, IndexBusyError, VectorStore, hamming_distances,
+                           nearest_codes, sign_codes)
 from cinedex.model import Event, SearchFilters
 from cinedex.search import SearchHit, search
 from cinedex.settings import Settings
@@ -259,3 +260,18 @@ def test_large_collections_shortlist_by_binary_codes_then_rescore(tmp_path):
         assert found[0] == probe and len(set(found) & set(exact)) >= 9
     odd = store.search(data[12_345], SearchFilters(character="A"), 5)
     assert len(odd) == 5 and all(row_of[event_id] % 2 for event_id, _ in odd)
+
+
+@pytest.mark.parametrize("rows", [1, 50, 70_001])  # 70,001 spans several Hamming blocks and a ragged last one
+def test_hamming_shortlist_matches_a_bit_by_bit_count(rows):
+    rng = np.random.default_rng(rows)
+    vectors = rng.standard_normal((rows, 384)).astype(np.float32)
+    query = rng.standard_normal(384).astype(np.float32)
+    by_bits = ((vectors > 0) != (query > 0)).sum(axis=1)
+    query_code = sign_codes(query[None, :])[:, 0]
+    assert np.array_equal(hamming_distances(sign_codes(vectors), query_code), by_bits)
+    for wanted in (1, 40, 2000):
+        shortlist = nearest_codes(sign_codes(vectors), query_code, wanted)
+        assert len(shortlist) == len(set(shortlist.tolist())) == min(wanted, rows)
+        # the shortlist is a set of smallest distances: none left out is closer than one kept
+        assert by_bits[shortlist].max() <= np.sort(by_bits)[min(wanted, rows) - 1]
