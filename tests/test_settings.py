@@ -31,6 +31,7 @@ def test_trigger_form_values_override_and_empty_fields_keep_the_configured_value
     assert run.language == "de" and run.frame_width == 320 and run.shot_threshold == 0.3
 
 
-def test_media_roots_always_include_home(tmp_path):
-    settings = Settings(home=tmp_path / "home", media_roots=f"/srv/films:{tmp_path}")
-    assert settings.allowed_roots == [Path("/srv/films"), tmp_path.resolve(), (tmp_path / "home").resolve()]
+def test_media_roots_always_include_home_and_a_local_inbox(tmp_path):
+    settings = Settings(home=tmp_path / "home", media_roots=f"/srv/films:{tmp_path}", inbox="/srv/inbox")
+    assert settings.allowed_roots == [Path("/srv/films"), tmp_path.resolve(), (tmp_path / "home").resolve(),
+                                      Path("/srv/inbox")]

@@ -363,8 +363,12 @@ class ElasticIndex:
 
     # --- reading
 
-    def count(self, video_id: str | None = None) -> int:
-        query = {"term": {"video_id": video_id}} if video_id is not None else None
+    def count(self, video_id: str | None = None, pipeline_version: str | None = None) -> int:
+        """Events searches see, of one video and/or one pipeline version when given."""
+        terms = [{"term": {name: value}} for name, value in (("video_id", video_id),
+                                                             ("pipeline_version", pipeline_version))
+                 if value is not None]
+        query = {"bool": {"filter": terms}} if terms else None
         response = self._retrying(
             lambda: self.client.count(index=self.alias, query=query, ignore_unavailable=True), patience_s=0)
         return response["count"]

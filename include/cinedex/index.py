@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import tantivy
 
+from cinedex import PIPELINE_VERSION
 from cinedex.events import read_events
 from cinedex.ingest import IngestedVideo
 from cinedex.model import Event, SearchFilters
@@ -165,11 +166,16 @@ class EmbeddedIndex:
         events = [from_document(searcher.doc(address)) for _, address in searcher.search(query, limit=limit).hits]
         return sorted(events, key=lambda e: (e.start_s, e.end_s, e.id))
 
-    def count(self, video_id: str | None = None) -> int:
+    def count(self, video_id: str | None = None, pipeline_version: str | None = None) -> int:
+        """Events in the index, of one video and/or one pipeline version when given."""
         searcher = self.searcher()
-        if video_id is None:
+        terms = [(name, value) for name, value in (("video_id", video_id), ("pipeline_version", pipeline_version))
+                 if value is not None]
+        if not terms:
             return searcher.num_docs
-        query = tantivy.Query.term_query(self.schema, keyword_field("video_id"), video_id)
+        query = tantivy.Query.boolean_query([
+            (tantivy.Occur.Must, tantivy.Query.term_query(self.schema, keyword_field(name), value))
+            for name, value in terms])
         return searcher.search(query, limit=1, count=True).count  # limit=0 panics in tantivy
 
     def _commit(self, video_id: str, docs: list[tantivy.Document]) -> None:
@@ -354,6 +360,17 @@ def sign_codes(vectors: np.ndarray) -> np.ndarray:
     padded = np.zeros((len(vectors), -(-bits.shape[1] // 8) * 8), np.uint8)
     padded[:, :bits.shape[1]] = bits
     return np.ascontiguousarray(padded.view(np.uint64).T)
+
+
+def indexed_events(video_id: str, settings: Settings, pipeline_version: str = PIPELINE_VERSION) -> int:
+    """How many events of the video this pipeline version has in the configured index (0: not indexed yet)."""
+    if settings.index_backend == "elasticsearch":
+        from cinedex.elastic import search_backend
+
+        return search_backend(settings).count(video_id, pipeline_version)
+    if not (settings.index_dir / "meta.json").is_file():
+        return 0
+    return EmbeddedIndex(settings.index_dir).count(video_id, pipeline_version)
 
 
 def load_embedded(video: IngestedVideo, events: list[Event], vectors: np.ndarray | None, settings: Settings) -> dict:

@@ -29,6 +29,12 @@ class Settings(BaseSettings):
         description="os.pathsep-separated folders videos may be read from; empty allows the current directory "
         "and CINEDEX_HOME only.",
     )
+    inbox: str = Field("inbox", description="Where the daily ingest looks for new videos, one folder per day "
+                       "(`<inbox>/YYYY-MM-DD/`): a local folder or an object-storage URL such as s3://bucket/inbox.")
+    inbox_conn_id: str = Field("", description="Airflow connection for an object-storage inbox (e.g. aws_default).")
+    daily_start_date: str = Field("2026-01-01", description="First day the daily ingest covers (YYYY-MM-DD).")
+    daily_catchup: bool = Field(False, description="Whether the daily ingest runs for every missed day since "
+                                "daily_start_date when it is first switched on.")
 
     asr_model: str = Field("", description="WhisperX/faster-whisper model name or local directory; empty = bundled tiny.en.")
     asr_device: str = "auto"
@@ -76,7 +82,15 @@ class Settings(BaseSettings):
     @cached_property
     def allowed_roots(self) -> list[Path]:
         roots = [Path(p) for p in self.media_roots.split(os.pathsep) if p] or [Path.cwd()]
-        return [r.resolve() for r in [*roots, self.home]]
+        inbox = [self.local_inbox] if self.local_inbox else []  # files dropped in the inbox may be read
+        return list(dict.fromkeys(r.resolve() for r in [*roots, self.home, *inbox]))
+
+    @property
+    def local_inbox(self) -> Path | None:
+        """The inbox folder when it is on a local disk; None for object storage."""
+        if "://" in self.inbox and not self.inbox.startswith("file://"):
+            return None
+        return Path(self.inbox.removeprefix("file://")).resolve()
 
     @property
     def artifacts_dir(self) -> Path:

@@ -1,0 +1,77 @@
+"""Daily ingestion: each day's inbox folder (`<inbox>/YYYY-MM-DD/`) is triaged, every new video is indexed by its
+own `cinedex_index_video` run, and a per-file report says what was indexed, skipped, rejected or failed, and why.
+Backfill reprocesses days: `airflow backfill create --dag-id cinedex_daily_ingest --from-date A --to-date B`."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException
+
+from cinedex import inbox
+from cinedex.settings import Settings
+
+DEFAULTS = Settings()
+
+
+def run_day():
+    """The inbox folder a run covers: the form's `day`, else the run's data interval (a scheduled or backfilled
+    run covers the day before it starts), else, for a manual run, the day it runs."""
+    context = get_current_context()
+    if context["params"].get("day"):
+        return inbox.parse_day(context["params"]["day"])
+    start = context.get("data_interval_start") or context["dag_run"].run_after
+    return start.date()
+
+
+@dag(
+    dag_id="cinedex_daily_ingest",
+    schedule="@daily",
+    start_date=pendulum.parse(DEFAULTS.daily_start_date, tz="UTC"),
+    catchup=DEFAULTS.daily_catchup,
+    tags=["cinedex"],
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},
+    params={"day": Param("", type="string", title="Day", pattern=r"^(\d{4}-\d{2}-\d{2})?$",
+                         description="Inbox folder to ingest (YYYY-MM-DD); empty = the run's own day.")},
+)
+def cinedex_daily_ingest():
+    @task
+    def triage() -> list[dict]:
+        return [f.model_dump() for f in inbox.triage_day(run_day(), Settings())]
+
+    @task
+    def index_requests(files: list[dict]) -> list[dict]:
+        return [{"trigger_run_id": f["run_id"], "conf": {"video": f["path"]}} for f in files if f["status"] == "new"]
+
+    files = triage()
+    # Deferred while it waits, so waiting runs hold no worker slot; reset_dag_run reruns a day's failed run.
+    index_runs = TriggerDagRunOperator.partial(
+        task_id="index_video", trigger_dag_id=inbox.INDEX_DAG_ID, wait_for_completion=True, deferrable=True,
+        poke_interval=10, reset_dag_run=True,
+    ).expand_kwargs(index_requests(files))
+
+    @task(trigger_rule="all_done")
+    def report(files: list[dict]) -> dict:
+        ti = get_current_context()["ti"]
+        rows = [inbox.InboxFile.model_validate(f) for f in files]
+        run_ids = [r.run_id for r in rows if r.status == "new"]
+        states = {run_id: ti.get_dagrun_state(inbox.INDEX_DAG_ID, run_id) for run_id in run_ids}
+        task_states = ti.get_task_states(dag_id=inbox.INDEX_DAG_ID, run_ids=run_ids) if run_ids else {}
+        failed_tasks = {run_id: sorted(t for t, s in tasks.items() if s == "failed")
+                        for run_id, tasks in task_states.items()}
+        day = run_day()
+        settled = inbox.settle(rows, states, failed_tasks, Settings())
+        path = inbox.write_report(day, settled, Settings())
+        print(inbox.report_table(day, settled, {}))
+        failed = [r.name for r in settled if r.status == "failed"]
+        if failed:  # rejected input is reported, not retried; a failed index run fails the day so it is rerun
+            raise AirflowFailException(f"{len(failed)} video(s) failed to index: {', '.join(failed)}; see {path}")
+        return {"report": str(path), "files": len(settled)}
+
+    index_runs >> report(files)
+
+
+cinedex_daily_ingest()
