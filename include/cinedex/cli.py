@@ -129,9 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     find.add_argument("--json", action="store_true", help="print hits as JSON")
     find.set_defaults(run=cmd_search)
 
-    setup = commands.add_parser(
-        "airflow-setup", help="create the gpu pool (CINEDEX_GPU_SLOTS), the Elasticsearch connection unless one is "
-        "given, and the admin password (CINEDEX_ADMIN_PASSWORD) in the configured Airflow database; safe to rerun")
+    about = ("create the gpu pool (CINEDEX_GPU_SLOTS), the Elasticsearch connection unless one is given, and the "
+             "admin password (CINEDEX_ADMIN_PASSWORD) in the configured Airflow database; safe to rerun")
+    setup = commands.add_parser("airflow-setup", help=about, description=about)
     setup.add_argument("--elasticsearch-url", help="URI of the connection elasticsearch_default when nothing "
                        "gives it yet (default: elasticsearch://localhost:9200)")
     setup.set_defaults(run=cmd_airflow_setup)
