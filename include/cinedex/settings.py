@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     vision_endpoint: str = Field("", description="Base URL of an OpenAI-compatible server (vLLM, SGLang), e.g. "
                                  "http://gpu:8000/v1; empty = the model runs in-process through transformers.")
     vision_api_key: str = Field("", description="Bearer token for vision_endpoint, if it wants one.")
+    gpu_slots: int = Field(1, ge=1, description="Slots of the Airflow pool `gpu` that speech and vision tasks "
+                           "take: one per GPU serving the `gpu` Celery queue, so no two tasks share a card.")
 
     @cached_property
     def allowed_roots(self) -> list[Path]:
