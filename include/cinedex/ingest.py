@@ -184,13 +184,14 @@ def _ffprobe(path: Path) -> dict:
     result = _run(args, path, "probing")
     if result.returncode == 0:
         return json.loads(result.stdout)
-    detail = _last_error(result.stderr, path)
     if not _looks_like_media(path):
-        raise NotMediaFile(f"{path.name}: not a media file ({detail}); cinedex indexes video and audio files")
+        raise NotMediaFile(f"{path.name}: not a media file (ffmpeg recognises no video or audio format in it); "
+                           "cinedex indexes video and audio files")
     if b"moov atom not found" in result.stderr:
         raise CorruptMedia(f"{path.name}: truncated or corrupt: the MP4 has no index (moov box), so it is "
                            "unfinished: still being written, or its copy or recording stopped early; wait until "
                            "it is complete, or copy it again")
+    detail = _last_error(result.stderr, path)
     raise CorruptMedia(f"{path.name}: truncated or corrupt container ({detail}); copy or export it again")
 
 
