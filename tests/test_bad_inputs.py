@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bad_media import INBOX_NAMES, SDR_PATTERN, TABLE, TEN_HOURS_S, day_settings, make_bad_inbox, outcomes_table, run_day
+from bad_media import (INBOX_NAMES, SDR_PATTERN, TABLE, TEN_HOURS_S, day_settings, make_bad_inbox, outcomes_table,
+                       run_day)
 from cinedex import frames, ingest
 from cinedex.settings import Settings
 
