@@ -86,21 +86,41 @@ def output_size(width: int, height: int, rotation: int, target_width: int) -> tu
     return out_w, out_h
 
 
-def _decode(path: str, size: tuple[int, int], *, keyframes_only: bool = False, start_s: float | None = None,
-            duration_s: float | None = None) -> Iterator[tuple[float, np.ndarray]]:
+def _pictures(video: IngestedVideo, size: tuple[int, int], input_args: dict):
+    """The video stream as upright, progressive, SDR pictures at `size`, ready for showinfo.
+
+    ffmpeg turns rotated video upright by itself (autorotate) before these filters.
+    """
+    width, height = size
+    stream = ffmpeg.input(video.path, **input_args).video
+    if video.info.interlaced:
+        # Before scaling, while the two fields are still whole rows; frames flagged progressive pass untouched.
+        stream = stream.filter("bwdif", mode="send_frame", deint="interlaced")
+    # Area averaging: the right filter for large downscales, and a quarter cheaper than the default bicubic.
+    stream = stream.filter("scale", width, height, flags="area")
+    if video.info.hdr:
+        # HDR (PQ, HLG) shown as SDR without tone mapping looks grey and flat; mobius keeps SDR-range colours
+        # nearly as they are and rolls highlights off. After scaling, so it runs on few pixels.
+        stream = (stream.filter("zscale", t="linear", npl=100).filter("format", "gbrpf32le")
+                  .filter("zscale", p="bt709").filter("tonemap", tonemap="mobius", desat=0)
+                  .filter("zscale", t="bt709", m="bt709", r="tv").filter("format", "yuv420p"))
+    return stream
+
+
+def _decode(video: IngestedVideo, size: tuple[int, int], *, keyframes_only: bool = False,
+            start_s: float | None = None, duration_s: float | None = None) -> Iterator[tuple[float, np.ndarray]]:
     """Yields (presentation time in seconds, yuv420p frame) for each decoded frame, in display order.
 
     Times come from ffmpeg's showinfo filter, per frame, so variable frame rate input keeps its true timing.
     """
+    path = video.path
     width, height = size
     input_args: dict = {"skip_frame": "nokey"} if keyframes_only else {}
     if start_s is not None:
         input_args["ss"] = f"{start_s:.6f}"
     if duration_s is not None:
         input_args["t"] = f"{duration_s:.6f}"
-    # Area averaging: the right filter for large downscales, and a quarter cheaper than the default bicubic.
-    stream = (ffmpeg.input(path, **input_args).video.filter("scale", width, height, flags="area")
-              .filter("showinfo", checksum=0))
+    stream = _pictures(video, size, input_args).filter("showinfo", checksum=0)
     process = (
         ffmpeg.output(stream, "pipe:", format="rawvideo", pix_fmt="yuv420p", fps_mode="passthrough")
         .global_args("-hide_banner", "-nostats", "-copyts", "-loglevel", "info")
@@ -227,7 +247,7 @@ def _keyframes(video: IngestedVideo, size: tuple[int, int], key_dir: Path, setti
         if not keyframes[index].decode_stretch or (index > 0 and keyframes[index - 1].decode_stretch):
             _write_jpeg(picture, keyframes[index].jpeg)
 
-    for time_s, frame in _decode(video.path, size, keyframes_only=True):
+    for time_s, frame in _decode(video, size, keyframes_only=True):
         luma = _luma(frame, size[1])
         if keyframes:
             keyframes[-1].decode_stretch = _needs_decoding(keyframes[-1], time_s, luma, settings)
@@ -266,7 +286,7 @@ def sample(video: IngestedVideo, settings: Settings, out_dir: Path) -> FrameSamp
             j += 1
         start = keyframes[i].time_s
         end = keyframes[j].time_s if j < len(keyframes) else info.duration_s + 1.0
-        for time_s, frame in _decode(video.path, size, start_s=start, duration_s=end - start):
+        for time_s, frame in _decode(video, size, start_s=start, duration_s=end - start):
             if time_s < start - 1e-6 or time_s >= end - 1e-6:
                 continue
             sweep.frame(time_s, _luma(frame, size[1]), lambda path, f=frame: _write_jpeg(f, path), consecutive=True)

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import os
+import stat
+import subprocess
 from fractions import Fraction
 from pathlib import Path
 
@@ -16,6 +20,13 @@ from cinedex.settings import Settings
 log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20
+# No probe or test decode of a sane file takes more than seconds, whatever its length (a ten-hour film probes in
+# well under one); a file that keeps ffmpeg busy longer is damaged in some way, and must not stall the day's run.
+PROBE_TIMEOUT_S = 60
+# Transfer functions of HDR video (PQ and HLG): their frames are tone-mapped before sampling.
+HDR_TRANSFERS = {"smpte2084": "PQ", "arib-std-b67": "HLG"}
+_INTERLACED_FIELD_ORDERS = {"tt": "top field first", "bb": "bottom field first", "tb": "top field first",
+                            "bt": "bottom field first"}
 
 
 class IngestError(Exception):
@@ -31,6 +42,10 @@ class MissingFile(IngestError):
 
 
 class EmptyFile(IngestError):
+    pass
+
+
+class UnreadableFile(IngestError):
     pass
 
 
@@ -59,9 +74,13 @@ class MediaInfo(BaseModel):
     fps: float = 0.0
     variable_frame_rate: bool = False
     rotation: int = 0
+    interlaced: bool = False
+    hdr: str = ""  # "PQ" or "HLG" for HDR video, else empty
     video_codec: str = ""
     audio_codec: str = ""
     audio_sample_rate: int = 0
+    audio_tracks: int = 0
+    notes: list[str] = []  # how the pipeline handles what is unusual about this file, for the user
 
 
 class IngestedVideo(BaseModel):
@@ -120,59 +139,110 @@ def _rate(text: str | None) -> float:
     return float(value)
 
 
-def _decodes(path: Path, stream: str, seek_s: float = 0.0) -> bool:
-    """True when ffmpeg can decode a little of `stream` ("v" or "a") starting at `seek_s` without an error."""
-    out = ffmpeg.input(str(path), ss=seek_s) if seek_s else ffmpeg.input(str(path))
-    media = out.video if stream == "v" else out.audio
-    limit = {"frames:v": 1} if stream == "v" else {"t": 0.5}
+def _run(args: list[str], path: Path, doing: str) -> subprocess.CompletedProcess:
+    """Runs ffmpeg or ffprobe (an argument list, no shell) with a time limit."""
     try:
-        _, err = (
-            ffmpeg.output(media, "-", format="null", **limit)
-            .global_args("-v", "error", "-xerror")
-            .run(capture_stdout=True, capture_stderr=True)
-        )
-    except ffmpeg.Error:
-        return False
-    return True
+        return subprocess.run(args, capture_output=True, stdin=subprocess.DEVNULL, timeout=PROBE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise CorruptMedia(f"{path.name}: truncated or corrupt: {doing} took longer than {PROBE_TIMEOUT_S} s; "
+                           "check the file plays, and copy or export it again") from None
+
+
+def _last_error(stderr: bytes, path: Path) -> str:
+    lines = stderr.decode(errors="replace").strip().splitlines()
+    return lines[-1].replace(str(path), path.name) if lines else "no message from ffprobe"
+
+
+def _codec(stream: dict) -> str:
+    """The codec's name, else the file's four-character code for it, for messages."""
+    tag = stream.get("codec_tag_string", "")
+    return stream.get("codec_name") or (f"unknown codec '{tag}'" if tag.isalnum() else "unknown codec")
+
+
+def _decodes(path: Path, stream: dict, seek_s: float = 0.0) -> bool:
+    """True when ffmpeg gets a picture (or half a second of sound) out of `stream`, starting at `seek_s`.
+
+    Decoding errors inside the stretch are tolerated: decoders conceal a few damaged frames, and a film with some
+    bit rot is still worth indexing. What counts is that something comes out.
+    """
+    source = ffmpeg.input(str(path), ss=seek_s) if seek_s else ffmpeg.input(str(path))
+    selected = source[str(stream["index"])]
+    if stream["codec_type"] == "video":
+        expected = 16 * 16
+        out = ffmpeg.output(selected.filter("scale", 16, 16), "pipe:", format="rawvideo", pix_fmt="gray",
+                            **{"frames:v": 1})
+    else:
+        expected = 1
+        out = ffmpeg.output(selected, "pipe:", format="s16le", ac=1, ar=8000, t=0.5)
+    args = out.global_args("-nostdin", "-v", "error").compile()
+    result = _run(args, path, "a test decode")
+    return result.returncode == 0 and len(result.stdout) >= expected
+
+
+def _ffprobe(path: Path) -> dict:
+    args = ["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json", str(path)]
+    result = _run(args, path, "probing")
+    if result.returncode == 0:
+        return json.loads(result.stdout)
+    if not _looks_like_media(path):
+        raise NotMediaFile(f"{path.name}: not a media file (ffmpeg recognises no video or audio format in it); "
+                           "cinedex indexes video and audio files")
+    if b"moov atom not found" in result.stderr:
+        raise CorruptMedia(f"{path.name}: truncated or corrupt: the MP4 has no index (moov box), so it is "
+                           "unfinished: still being written, or its copy or recording stopped early; wait until "
+                           "it is complete, or copy it again")
+    detail = _last_error(result.stderr, path)
+    raise CorruptMedia(f"{path.name}: truncated or corrupt container ({detail}); copy or export it again")
 
 
 def probe(path: Path) -> MediaInfo:
     """Probe with ffprobe and a test decode at both ends; raises the specific IngestError."""
     size = path.stat().st_size
     if size == 0:
-        raise EmptyFile(f"{path.name}: the file is empty (0 bytes)")
-    try:
-        meta = ffmpeg.probe(str(path))
-    except ffmpeg.Error as exc:
-        stderr = exc.stderr.decode(errors="replace")
-        detail = stderr.strip().splitlines()[-1].replace(str(path), path.name) if stderr.strip() else "ffprobe failed"
-        if _looks_like_media(path):
-            raise CorruptMedia(f"{path.name}: truncated or corrupt container ({detail})") from None
-        raise NotMediaFile(f"{path.name}: not a media file ({detail})") from None
-
+        raise EmptyFile(f"{path.name}: the file is empty (0 bytes); its copy failed or has not started, copy it "
+                        "again")
+    meta = _ffprobe(path)
+    fmt = meta.get("format", {})
     streams = meta.get("streams", [])
+    container = fmt.get("format_name", "")
+    if container == "image2" or container.endswith("_pipe"):
+        codec = next((s.get("codec_name") for s in streams), "") or container.removesuffix("_pipe")
+        raise NotMediaFile(f"{path.name}: a still image ({codec}), not a video; cinedex indexes video and audio "
+                           "files")
     video = next((s for s in streams if s.get("codec_type") == "video"
                   and not s.get("disposition", {}).get("attached_pic")), None)
-    audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
+    audios = [s for s in streams if s.get("codec_type") == "audio"]
+    audio = audios[0] if audios else None
     if video is None and audio is None:
-        raise NotMediaFile(f"{path.name}: no video or audio stream")
-    fmt = meta.get("format", {})
+        if not streams and _looks_like_media(path):
+            raise CorruptMedia(f"{path.name}: truncated or corrupt: the container's index is damaged, no stream "
+                               "can be read from it; copy or export the file again")
+        kinds = sorted({s.get("codec_type", "unknown") for s in streams})
+        if kinds == ["subtitle"]:
+            raise NotMediaFile(f"{path.name}: only subtitle streams, no video or audio stream to index; add the "
+                               "film itself (subtitles inside a film's file are fine)")
+        raise NotMediaFile(f"{path.name}: no video or audio stream" + (f" (only {', '.join(kinds)})" if kinds else ""))
     duration = float(fmt.get("duration") or (video or audio or {}).get("duration") or 0)
     if duration <= 0:
-        raise CorruptMedia(f"{path.name}: the container declares no duration (truncated or corrupt)")
+        raise CorruptMedia(f"{path.name}: the container declares no duration (truncated or corrupt); copy or "
+                           "export it again")
 
-    has_video = video is not None and _decodes(path, "v")
-    has_audio = audio is not None and _decodes(path, "a")
+    has_video = video is not None and _decodes(path, video)
+    has_audio = audio is not None and _decodes(path, audio)
     if not has_video and not has_audio:
-        found = [f"{s['codec_type']} codec {s.get('codec_name') or 'unknown'}" for s in (video, audio) if s]
-        raise NoDecodableStream(f"{path.name}: no decodable video or audio ({', '.join(found)})")
-    # A container cut short still probes; decoding near its declared end finds out.
-    tail = max(duration - 1.0, 0.0)
-    if tail > 0 and not _decodes(path, "v" if has_video else "a", seek_s=tail):
-        raise CorruptMedia(f"{path.name}: truncated or corrupt: nothing decodes near the declared end ({duration:.1f} s)")
+        found = " or ".join(f"{s['codec_type']} ({_codec(s)})" for s in (video, audio) if s)
+        raise NoDecodableStream(f"{path.name}: no decodable video or audio: no decoder for its {found}; convert it "
+                                "to a common codec (H.264, HEVC or ProRes; AAC, PCM) and add it again")
+    # A container cut short still probes; decoding near its declared end finds out. "Near" spans two frames at
+    # least: a film of one frame a minute has no frame in its last second.
+    fps = _rate(video.get("avg_frame_rate")) if has_video else 0.0
+    tail = max(duration - max(1.0, 2.0 / fps if fps else 0.0), 0.0)
+    if tail > 0 and not _decodes(path, video if has_video else audio, seek_s=tail):
+        raise CorruptMedia(f"{path.name}: truncated or corrupt: nothing decodes near the declared end "
+                           f"({duration:.1f} s), so the file was probably cut short; copy it again")
 
-    info = MediaInfo(duration_s=duration, size_bytes=size, container=fmt.get("format_name", ""),
-                     has_video=has_video, has_audio=has_audio)
+    info = MediaInfo(duration_s=duration, size_bytes=size, container=container, has_video=has_video,
+                     has_audio=has_audio, audio_tracks=len(audios))
     if has_video:
         avg, real = _rate(video.get("avg_frame_rate")), _rate(video.get("r_frame_rate"))
         info.width, info.height = int(video.get("width", 0)), int(video.get("height", 0))
@@ -180,11 +250,47 @@ def probe(path: Path) -> MediaInfo:
         # r_frame_rate is the finest timebase that represents all timestamps; a gap to the average means VFR.
         info.variable_frame_rate = bool(avg and real and abs(avg - real) / real > 0.01)
         info.rotation = _rotation(video)
+        info.interlaced = video.get("field_order") in _INTERLACED_FIELD_ORDERS
+        info.hdr = HDR_TRANSFERS.get(video.get("color_transfer", ""), "")
         info.video_codec = video.get("codec_name", "")
     if has_audio:
         info.audio_codec = audio.get("codec_name", "")
         info.audio_sample_rate = int(audio.get("sample_rate", 0))
+    cover = any(s.get("disposition", {}).get("attached_pic") for s in streams)
+    info.notes = _handling_notes(info, video, audio, cover)
     return info
+
+
+def _handling_notes(info: MediaInfo, video: dict | None, audio: dict | None, cover: bool) -> list[str]:
+    """What is unusual about the file and what the pipeline does about it, in the user's words."""
+    notes = []
+    if not info.has_video:
+        notes.append(f"audio only{' (a cover picture, not video)' if cover else ''}: indexed as speech only")
+    elif audio is None:
+        notes.append("no audio stream: indexed from the picture only, no transcript")
+    elif not info.has_audio:
+        notes.append(f"the audio track ({_codec(audio)}) cannot be decoded: indexed "
+                     "from the picture only; convert the sound to a common codec to get a transcript")
+    if info.has_audio and info.audio_tracks > 1:
+        notes.append(f"{info.audio_tracks} audio tracks: only the first is transcribed")
+    if info.variable_frame_rate:
+        notes.append("variable frame rate: each frame is timed by its own timestamp")
+    if info.rotation:
+        notes.append(f"rotated {info.rotation}° by its display matrix: frames are sampled upright")
+    if info.interlaced:
+        notes.append(f"interlaced ({_INTERLACED_FIELD_ORDERS[video['field_order']]}): frames are deinterlaced")
+    if info.hdr:
+        notes.append(f"HDR ({info.hdr}, {video.get('pix_fmt', '')}): frames are tone-mapped to SDR")
+    return notes
+
+
+def _not_a_file(kind: int) -> str:
+    if stat.S_ISDIR(kind):
+        return "a folder, not a file; add the video files themselves"
+    what = ("a named pipe" if stat.S_ISFIFO(kind) else "a socket" if stat.S_ISSOCK(kind)
+            else "a device" if stat.S_ISCHR(kind) or stat.S_ISBLK(kind) else "a special file")
+    # Never opened: reading a pipe or device could block forever or never end.
+    return f"not a regular file ({what}); only regular files are indexed"
 
 
 def ingest(path: str | Path, settings: Settings) -> IngestedVideo:
@@ -194,9 +300,14 @@ def ingest(path: str | Path, settings: Settings) -> IngestedVideo:
         raise MissingFile(f"{given}: no such file")
     real = confine(given, settings)
     if not real.exists():
-        raise MissingFile(f"{given}: no such file (a link to {real}, which does not exist)")
-    if not real.is_file():
-        raise NotMediaFile(f"{given}: not a regular file")
+        raise MissingFile(f"{given}: no such file (a link to {real}, which does not exist: the original was "
+                          "moved or deleted)")
+    kind = real.stat().st_mode
+    if not stat.S_ISREG(kind):
+        raise NotMediaFile(f"{given}: {_not_a_file(kind)}")
+    if not os.access(real, os.R_OK):
+        raise UnreadableFile(f"{given}: cannot be read (permission denied); make it readable by the user that runs "
+                             "cinedex")
     info = probe(real)
     video_id = fingerprint(real)
     video = IngestedVideo(video_id=video_id, path=str(real), name=given.name, info=info)
@@ -204,7 +315,9 @@ def ingest(path: str | Path, settings: Settings) -> IngestedVideo:
     artifacts = stage_artifacts(settings.artifacts_dir, video_id, "ingest")
     with artifacts.writing() as folder:
         (folder / "video.json").write_text(video.model_dump_json(indent=2))
-    kind = "video with audio" if info.has_video and info.has_audio else "video without audio" if info.has_video else "audio only: indexed as speech only"
-    log.info("ingest: %s -> video %s (%.1f s, %s%s)", given.name, video_id[:12], info.duration_s, kind,
-             ", variable frame rate" if info.variable_frame_rate else "")
+    kind_text = ("video with audio" if info.has_video and info.has_audio else "video without audio"
+                 if info.has_video else "audio only")
+    log.info("ingest: %s -> video %s (%.1f s, %s)", given.name, video_id[:12], info.duration_s, kind_text)
+    for note in info.notes:
+        log.info("ingest: %s: %s", given.name, note)
     return video
