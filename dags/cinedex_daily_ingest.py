@@ -9,6 +9,7 @@ from datetime import timedelta
 import pendulum
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, dag, get_current_context, task
+from airflow.timetables.interval import CronDataIntervalTimetable
 from airflow.sdk.exceptions import AirflowFailException
 
 from cinedex import inbox
@@ -18,8 +19,8 @@ DEFAULTS = Settings()
 
 
 def run_day():
-    """The inbox folder a run covers: the form's `day`, else the run's data interval (a scheduled or backfilled
-    run covers the day before it starts), else, for a manual run, the day it runs."""
+    """The inbox folder a run covers: the form's `day`, else the start of the run's data interval (a scheduled or
+    backfilled run), else, for a manual run, the day it runs."""
     context = get_current_context()
     if context["params"].get("day"):
         return inbox.parse_day(context["params"]["day"])
@@ -29,7 +30,9 @@ def run_day():
 
 @dag(
     dag_id="cinedex_daily_ingest",
-    schedule="@daily",
+    # A run's logical date is the day it covers (the interval [day, day + 1)), and it starts once that day is over:
+    # `backfill --from-date A --to-date B` then means the inbox folders A to B.
+    schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
     start_date=pendulum.parse(DEFAULTS.daily_start_date, tz="UTC"),
     catchup=DEFAULTS.daily_catchup,
     tags=["cinedex"],

@@ -236,7 +236,10 @@ def airflow_stack(root: Path, executor: str = "CeleryExecutor", extra_env: dict[
         stack = AirflowStack(root=root, env=env, port=port, executor=executor)
         try:
             stack.airflow("db", "migrate", timeout_s=600)
-            stack.airflow("pools", "set", "gpu", "1", "GPU slots: one task at a time per GPU")
+            done = subprocess.run([sys.executable, "-m", "cinedex.cli", "airflow-setup"], env=env, cwd=root,
+                                  capture_output=True, text=True, timeout=300)  # pools, as the compose init does
+            if done.returncode:
+                raise RuntimeError(f"cinedex airflow-setup exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
             stack.start("api-server", "api-server", "--port", str(port))
             stack.start("scheduler", "scheduler")
             stack.start("dag-processor", "dag-processor")
