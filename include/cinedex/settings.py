@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     sample_max_fps: float = Field(2.0, description="Most frames per second kept, also in fast action.")
     shot_threshold: float = Field(0.12, description="Picture change (0..1) between consecutive frames that counts as a cut.")
 
+    inbox: Path | None = Field(None, description="Folder the cinedex page uploads videos into; empty = "
+                               "CINEDEX_HOME/inbox. Workers must see it at the same path, inside the media roots.")
+    upload_max_bytes: int = Field(20 * 1024**3, gt=0, description="Largest video the page accepts (bytes).")
+
     max_invalid_fraction: float = Field(0.2, description="Validation fails the run when more events than this fail.")
 
     index_backend: Literal["embedded", "elasticsearch"] = Field(
@@ -81,6 +85,10 @@ class Settings(BaseSettings):
     @property
     def artifacts_dir(self) -> Path:
         return self.home.resolve() / "artifacts"
+
+    @property
+    def inbox_dir(self) -> Path:
+        return (self.inbox or self.home / "inbox").resolve()
 
     @property
     def index_dir(self) -> Path:
