@@ -247,11 +247,11 @@ async function loadFilmChoices() {
   } catch (_) { /* the search still works over all films */ }
 }
 
-function play(player, videoId, startSeconds) {
+function play(player, videoId, startSeconds, start = true) {
   const source = `api/films/${encodeURIComponent(videoId)}/video`;
   const seek = () => {
     player.currentTime = startSeconds;
-    player.play().catch(() => { /* autoplay refused: the person presses play */ });
+    if (start) player.play().catch(() => { /* autoplay refused: the person presses play */ });
   };
   if (player.dataset.video !== videoId) {
     player.dataset.video = videoId;
@@ -320,8 +320,7 @@ async function openFilm(videoId) {
   $("film-tab").hidden = false;
   showTab("film");
   const player = $("film-player");
-  play(player, film.video_id, 0);
-  player.pause();
+  play(player, film.video_id, 0, false);
   $("film-name").textContent = film.name;
   const run = film.last_run;
   $("film-facts").textContent = [timecode(film.info.duration_s), `${film.info.width}x${film.info.height}`,
