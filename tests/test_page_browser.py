@@ -234,3 +234,28 @@ def test_upload_index_search_and_play_from_the_hit(airflow_services, browser_pag
     page.wait_for_selector("#timeline .bar.asr")
     assert "Yankee" in page.inner_text("#film-speakers")
     shot("08-film-view")
+
+    # What a model writes is shown as text: a hostile visual event added to the film's indexed events.
+    from cinedex.index import EmbeddedIndex
+    from cinedex.model import Event
+
+    hostile = '<img src=x onerror="window.pwned=1"><script>window.pwned=1</script>'
+    index = EmbeddedIndex(airflow_services["home"] / "cinedex" / "index")
+    video_id = first.get_attribute("data-video")
+    said = index.video_events(video_id)
+    index.replace_video(video_id, [*said, Event(video_id=video_id, start_s=3.0, end_s=5.0, source="vision",
+                                                scene_type="action", event=f"A rabbit wakes {hostile}",
+                                                content=f"rabbit {hostile}", characters=[f"Bunny {hostile}"],
+                                                speaker=f"Bunny {hostile}")])
+    page.click("button[data-tab=search]")
+    page.fill("#search-query", "rabbit wakes")
+    page.click("#search-form button[type=submit]")
+    page.locator("#hits .hit", has_text="rabbit").first.wait_for(timeout=30_000)
+    page.click("button[data-tab=library]")
+    page.locator("#library-table button.link").first.click()
+    page.wait_for_selector("#timeline .bar.vision")
+    page.select_option("#filter-source", "vision")
+    row = page.locator("#event-table tbody tr").first
+    assert "<script>window.pwned=1</script>" in row.inner_text() and row.locator("img, script").count() == 0
+    shot("09-hostile-text-shown-as-text")
+    assert page.evaluate("window.pwned") is None
