@@ -9,7 +9,7 @@ from pathlib import Path
 from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk import Asset, Param, dag, get_current_context, task
 
-from cinedex import asr, audio, embeddings, events, film, frames, index, ingest, validation, vision
+from cinedex import asr, audio, embeddings, events, film, frames, index, ingest, report, validation, vision
 from cinedex.ingest import IngestedVideo
 from cinedex.settings import Settings
 
@@ -116,6 +116,11 @@ def cinedex_index_video():
     def load(ingested: dict, validation_dir: str, embeddings_dir: str) -> dict:
         return index.load_video(video_of(ingested), Path(validation_dir), run_settings(), Path(embeddings_dir))
 
+    @task
+    def write_report(ingested: dict, validation_dir: str, loaded: dict) -> str:  # `loaded`: runs after load
+        run_id = get_current_context()["run_id"]
+        return str(report.write_report(video_of(ingested), Path(validation_dir), run_settings(), run_id))
+
     ingested = ingest_video()
     audio_path = extract_audio(ingested)
     frames_dir = sample_frames(ingested)
@@ -123,7 +128,7 @@ def cinedex_index_video():
     vision_dirs = describe_windows.expand(work=plan_windows(ingested, frames_dir, transcript_dir))
     events_dir = build_events(ingested, transcript_dir, frames_dir, vision_dirs)
     validation_dir = validate(ingested, summarize_film(ingested, events_dir))
-    load(ingested, validation_dir, embed(ingested, validation_dir))
+    write_report(ingested, validation_dir, load(ingested, validation_dir, embed(ingested, validation_dir)))
 
 
 cinedex_index_video()

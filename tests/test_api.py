@@ -76,3 +76,255 @@ def test_bad_parameters_get_a_clear_422(api_server, token, indexed):
     for params in ({"q": ""}, {"q": "x", "limit": 0}, {"q": "x", "backend": "solr"}, {"q": "x", "from": "soon"}):
         reply = api_server.get("/cinedex/api/search", params=params, headers=auth)
         assert reply.status_code == 422, (params, reply.text)
+
+
+# --- the cinedex page's API over a really indexed film --------------------------------------------------------------
+
+HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+
+
+@pytest.fixture(scope="module")
+def film(tmp_path_factory, sample_film, airflow_home):
+    """The sample film ingested and frame-sampled for real, its reference dialogue as events plus a visual event,
+    a summary and a chapter whose texts are hostile markup, validated, embedded, loaded and reported on."""
+    import json
+    from pathlib import Path
+
+    from cinedex import events, frames, ingest, report, validation
+    from cinedex.asr import Transcript, Utterance
+    from cinedex.settings import Settings
+
+    home = tmp_path_factory.mktemp("page") / "cinedex"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CINEDEX_HOME", str(home))
+        patch.setenv("CINEDEX_MEDIA_ROOTS", str(Path(sample_film.path).parent))
+        settings = Settings()
+        video = ingest.ingest(sample_film.path, settings)
+        frames_dir = frames.sample_frames(video, settings)
+        transcript = Transcript(language="en", model="reference", utterances=[
+            Utterance(start_s=u.start_s, end_s=u.end_s, text=u.text, speaker=u.speaker) for u in sample_film.utterances])
+        said = events.dialogue_events(video, transcript, frames.load_sampling(frames_dir))
+        hostile = [
+            Event(video_id=video.video_id, start_s=2.0, end_s=6.0, source="vision", scene_type="action",
+                  event=f"A rabbit {HOSTILE}", content=f"shown {HOSTILE}", characters=[f"Bunny{HOSTILE}"],
+                  speaker=f"Narrator{HOSTILE}", shot_id=said[0].shot_id, thumbnail=said[0].thumbnail),
+            Event(video_id=video.video_id, start_s=0.0, end_s=sample_film.duration_s, source="summary",
+                  scene_type="other", event="The film", content=f"A phone call. {HOSTILE}"),
+            Event(video_id=video.video_id, start_s=0.0, end_s=sample_film.duration_s, source="chapter",
+                  scene_type="other", event=f"Chapter {HOSTILE}", content="Everything."),
+        ]
+        validation_dir = settings.artifacts_dir / video.video_id / "validation-test"
+        validation.validate_events([*said, *hostile], video.info.duration_s, validation_dir, 0.2)
+        valid = sorted(events.read_events(validation_dir / "valid.jsonl"), key=lambda e: (e.start_s, e.end_s, e.id))
+        EmbeddedIndex(settings.index_dir).replace_video(
+            video.video_id, valid, encode([event_text(e) for e in valid], "all-MiniLM-L6-v2"))
+        report_file = report.write_report(video, validation_dir, settings, run_id="manual__page_test")
+        yield {"settings": settings, "video": video, "events": valid, "report": report_file,
+               "validation": json.loads((validation_dir / "report.json").read_text())}
+
+
+@pytest.fixture
+def auth(token) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def film_routes(video_id: str) -> list[str]:
+    return ["/cinedex/", "/cinedex/static/app.js", "/cinedex/api/films", f"/cinedex/api/films/{video_id}",
+            f"/cinedex/api/films/{video_id}/video", f"/cinedex/api/films/{video_id}/shots/0.jpg",
+            f"/cinedex/api/films/{video_id}/files/validation-test/report.json",
+            f"/cinedex/api/films/{video_id}/export/transcript.srt", "/cinedex/api/form", "/cinedex/api/runs/any"]
+
+
+def test_every_page_route_refuses_without_login(api_server, film):
+    video = film["video"]
+    for route in film_routes(video.video_id):
+        reply = api_server.get(route)
+        assert reply.status_code == 401, route
+        assert video.name not in reply.text and "Yankee" not in reply.text and "cinedex-page" not in reply.text
+    assert api_server.put("/cinedex/api/uploads", params={"name": "a.mp4"}, content=b"x").status_code == 401
+    assert api_server.post("/cinedex/api/runs", json={"conf": {"video": video.path}}).status_code == 401
+    # A browser is told where to log in; still a 401, still no data.
+    page = api_server.get("/cinedex/", headers={"Accept": "text/html"})
+    assert page.status_code == 401 and "log in" in page.text and "/auth/login" in page.text
+
+
+def test_page_and_its_assets_are_served(api_server, auth, film):
+    page = api_server.get("/cinedex/", headers=auth)
+    assert page.status_code == 200 and 'src="static/app.js"' in page.text and "Content-Security-Policy" in page.text
+    script = api_server.get("/cinedex/static/app.js", headers=auth)
+    assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
+    assert api_server.get("/cinedex/static/../api.py", headers=auth).status_code == 404
+
+
+def test_library_lists_the_film_with_its_counts(api_server, auth, film):
+    reply = api_server.get("/cinedex/api/films", headers=auth)
+    assert reply.status_code == 200
+    [listed] = reply.json()
+    video, indexed = film["video"], film["events"]
+    assert listed["video_id"] == video.video_id and listed["name"] == video.name
+    assert listed["info"]["duration_s"] == pytest.approx(video.info.duration_s)
+    assert listed["events"] == len(indexed)
+    assert listed["events_by_source"]["asr"] == sum(e.source == "asr" for e in indexed)
+    assert listed["events_by_source"]["vision"] == 1 and listed["events_by_scene_type"]["dialogue"] >= 8
+    assert listed["languages"] == ["en"] and listed["pipeline_versions"] == ["1"]
+    assert listed["report"].endswith("report.html") and listed["last_run"] is None
+
+
+def test_film_view_has_shots_timeline_and_validation(api_server, auth, film):
+    reply = api_server.get(f"/cinedex/api/films/{film['video'].video_id}", headers=auth)
+    assert reply.status_code == 200
+    detail = reply.json()
+    assert len(detail["shots"]) >= 5 and detail["shots"][0]["start_s"] == 0.0
+    assert [e["id"] for e in detail["timeline"]] == [e.id for e in film["events"]]
+    assert detail["validation"]["valid"] == len(film["events"]) and detail["validation"]["folder"] == "validation-test"
+    assert api_server.get("/cinedex/api/films/0123abcd", headers=auth).status_code == 404
+    assert api_server.get("/cinedex/api/films/..%2F..%2Fetc", headers=auth).status_code == 404
+
+
+def test_video_is_served_with_range_requests(api_server, auth, film):
+    from pathlib import Path
+
+    url = f"/cinedex/api/films/{film['video'].video_id}/video"
+    data = Path(film["video"].path).read_bytes()
+    whole = api_server.get(url, headers=auth)
+    assert whole.status_code == 200 and whole.content == data and whole.headers["accept-ranges"] == "bytes"
+    assert whole.headers["content-type"] == "video/mp4"
+    part = api_server.get(url, headers={**auth, "Range": "bytes=1000-1999"})
+    assert part.status_code == 206 and part.content == data[1000:2000]
+    assert part.headers["content-range"] == f"bytes 1000-1999/{len(data)}"
+    tail = api_server.get(url, headers={**auth, "Range": "bytes=-500"})
+    assert tail.status_code == 206 and tail.content == data[-500:]
+    assert tail.headers["content-range"] == f"bytes {len(data) - 500}-{len(data) - 1}/{len(data)}"
+    beyond = api_server.get(url, headers={**auth, "Range": f"bytes={len(data) + 10}-"})
+    assert beyond.status_code == 416
+
+
+def test_video_outside_the_media_roots_is_refused(api_server, auth, film, tmp_path, monkeypatch):
+    monkeypatch.setenv("CINEDEX_MEDIA_ROOTS", str(tmp_path))  # the film's folder is no media root any more
+    reply = api_server.get(f"/cinedex/api/films/{film['video'].video_id}/video", headers={**auth, "Range": "bytes=0-99"})
+    assert reply.status_code == 403 and "media roots" in reply.json()["detail"]
+    assert len(reply.content) < 200  # an error message, not the film
+
+
+def test_shot_thumbnails(api_server, auth, film):
+    video_id = film["video"].video_id
+    reply = api_server.get(f"/cinedex/api/films/{video_id}/shots/0.jpg", headers=auth)
+    assert reply.status_code == 200 and reply.headers["content-type"] == "image/jpeg"
+    assert reply.content[:3] == b"\xff\xd8\xff"
+    assert api_server.get(f"/cinedex/api/films/{video_id}/shots/9999.jpg", headers=auth).status_code == 404
+
+
+def test_downloads_transcripts_events_and_bulk_file(api_server, auth, film, sample_film):
+    import json
+
+    video_id, indexed = film["video"].video_id, film["events"]
+    base = f"/cinedex/api/films/{video_id}/export"
+    srt = api_server.get(f"{base}/transcript.srt", headers=auth)
+    assert srt.status_code == 200 and "attachment" in srt.headers["content-disposition"]
+    assert srt.text.startswith("1\n00:00:") and " --> " in srt.text
+    assert any(u.text.split()[0] in srt.text for u in sample_film.utterances)
+    vtt = api_server.get(f"{base}/transcript.vtt", headers=auth).text
+    assert vtt.startswith("WEBVTT") and "<script>" not in vtt
+    as_json = api_server.get(f"{base}/events.json", headers=auth).json()
+    assert [e["id"] for e in as_json] == [e.id for e in indexed]
+    bulk = api_server.get(f"{base}/bulk.ndjson", headers=auth)
+    lines = [json.loads(line) for line in bulk.text.splitlines()]
+    assert bulk.headers["content-type"].startswith("application/x-ndjson") and len(lines) == 2 * len(indexed)
+    assert [a["index"]["_id"] for a in lines[::2]] == [e.id for e in indexed]
+    assert lines[0]["index"]["_index"] == "cinedex-events-v1" and lines[1]["id"] == indexed[0].id
+    assert api_server.get(f"{base}/film.exe", headers=auth).status_code == 404
+
+
+def test_report_escapes_model_output_and_links_data_docs(api_server, auth, film):
+    html = film["report"].read_text()
+    assert "<script>" not in html and "<img src=x" not in html and "onerror=alert(1)>" not in html
+    assert "&lt;script&gt;" in html and "A phone call." in html and "<svg" in html
+    assert "Passed" in html and f"{film['validation']['valid']} of" in html
+    video_id = film["video"].video_id
+    relative = film["report"].relative_to(film["settings"].artifacts_dir / video_id)
+    served = api_server.get(f"/cinedex/api/films/{video_id}/files/{relative}", headers=auth)
+    assert served.status_code == 200 and served.text == html
+    assert served.headers["content-security-policy"].startswith("sandbox")
+    data_docs = relative.parent / "../validation-test/data_docs/index.html"
+    assert 'href="../validation-test/data_docs/index.html"' in html
+    docs = api_server.get(f"/cinedex/api/films/{video_id}/files/{data_docs}", headers=auth)
+    assert docs.status_code == 200 and "Expectations" in docs.text
+    outside = api_server.get(f"/cinedex/api/films/{video_id}/files/..%2F..%2F..%2Fpasswords.json", headers=auth)
+    assert outside.status_code == 404
+
+
+def test_search_hits_escape_model_output(api_server, auth, film):
+    reply = api_server.get("/cinedex/api/search", params={"q": "rabbit shown", "mode": "bm25"}, headers=auth)
+    [hit, *_] = reply.json()
+    assert hit["source"] == "vision" and "<script>" not in hit["highlight"] and "<img" not in hit["highlight"]
+    assert "<b>" in hit["highlight"]
+
+
+def test_upload_that_is_not_a_video_is_refused_with_a_clear_message(api_server, auth, film, tmp_path, monkeypatch):
+    monkeypatch.setenv("CINEDEX_INBOX", str(tmp_path / "inbox"))
+    reply = api_server.put("/cinedex/api/uploads", params={"name": "holiday.mp4"}, headers=auth,
+                           content=b"These are my notes, not a film.\n" * 100)
+    assert reply.status_code == 415
+    assert reply.json()["detail"].startswith("not a video cinedex can index: holiday.mp4: not a media file")
+    assert list((tmp_path / "inbox").iterdir()) == []
+
+
+def test_upload_over_the_size_limit_is_refused(api_server, auth, film, tmp_path, monkeypatch, clip_with_audio):
+    monkeypatch.setenv("CINEDEX_INBOX", str(tmp_path / "inbox"))
+    monkeypatch.setenv("CINEDEX_UPLOAD_MAX_BYTES", "10000")
+    reply = api_server.put("/cinedex/api/uploads", params={"name": "bunny.mp4"}, headers=auth,
+                           content=clip_with_audio.read_bytes())
+    assert reply.status_code == 413 and "CINEDEX_UPLOAD_MAX_BYTES" in reply.json()["detail"]
+    # Without a declared length the limit holds while the bytes arrive.
+    chunks = iter([clip_with_audio.read_bytes()[i:i + 4096] for i in range(0, 40960, 4096)])
+    reply = api_server.put("/cinedex/api/uploads", params={"name": "bunny.mp4"}, headers=auth, content=chunks)
+    assert reply.status_code == 413
+    assert list((tmp_path / "inbox").iterdir()) == []
+
+
+def test_upload_of_a_video_lands_in_the_inbox(api_server, auth, film, tmp_path, monkeypatch, clip_with_audio):
+    monkeypatch.setenv("CINEDEX_INBOX", str(tmp_path / "inbox"))
+    for expected in ("bunny.mp4", "bunny (2).mp4"):
+        reply = api_server.put("/cinedex/api/uploads", params={"name": "../clips/bunny.mp4"}, headers=auth,
+                               content=clip_with_audio.read_bytes())
+        assert reply.status_code == 201, reply.text
+        uploaded = reply.json()
+        assert uploaded["name"] == expected and uploaded["path"] == str(tmp_path / "inbox" / expected)
+        assert uploaded["info"]["has_video"] and uploaded["size_bytes"] == clip_with_audio.stat().st_size
+    assert sorted(p.name for p in (tmp_path / "inbox").iterdir()) == ["bunny (2).mp4", "bunny.mp4"]
+
+
+@pytest.fixture(scope="module")
+def dag_in_airflow(airflow_home):
+    """The index DAG serialized into the test database, as the dag-processor would put it there."""
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+
+    from cinedex import cli
+
+    DagBundlesManager().sync_bundles_to_db()
+    sync_bag_to_db(DagBag(dag_folder=str(cli.PROJECT_ROOT / "dags")), "dags-folder", None)
+
+
+def test_trigger_form_run_and_progress(api_server, auth, film, dag_in_airflow):
+    form = api_server.get("/cinedex/api/form", headers=auth)
+    assert form.status_code == 200
+    fields = {field["name"]: field for field in form.json()}
+    assert fields["video"]["schema"]["minLength"] == 1 and fields["frame_width"]["title"] == "Frame width"
+
+    refused = api_server.post("/cinedex/api/runs", headers=auth, json={"conf": {"video": "x.mp4", "frame_width": 10}})
+    assert refused.status_code == 400 and "10" in refused.json()["detail"], refused.text
+
+    video = film["video"]
+    started = api_server.post("/cinedex/api/runs", headers=auth,
+                              json={"conf": {"video": video.path, "vision_model": "none"}})
+    assert started.status_code == 201, started.text
+    run = started.json()
+    assert run["state"] == "queued" and run["video"] == video.path and run["error"] == ""
+    progress = api_server.get(f"/cinedex/api/runs/{run['run_id']}", headers=auth).json()
+    assert progress["run_id"] == run["run_id"] and {t["task_id"] for t in progress["tasks"]} >= {"ingest_video", "load",
+                                                                                                 "write_report"}
+    assert [t["task_id"] for t in progress["tasks"]][0] == "ingest_video"
+    listed = api_server.get("/cinedex/api/films", headers=auth).json()
+    assert listed[0]["last_run"]["run_id"] == run["run_id"] and listed[0]["last_run"]["state"] == "queued"
+    assert api_server.get("/cinedex/api/runs/no-such-run", headers=auth).status_code == 404

@@ -71,7 +71,7 @@ def test_index_dag_end_to_end_is_searchable_and_idempotent(indexed_sample, sampl
     assert states.pop("describe_windows") == ("skipped" if vision_model == "none" else "success")
     assert states == {task: "success" for task in ["ingest_video", "extract_audio", "sample_frames", "transcribe",
                                                    "plan_windows", "build_events", "summarize_film", "validate",
-                                                   "embed", "load"]}
+                                                   "embed", "load", "write_report"]}
 
     settings = Settings()
     reference = next(u for u in sample_film.utterances if "Yankee" in u.text)

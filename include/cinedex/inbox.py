@@ -72,7 +72,7 @@ def local_copy(path, day: date, settings: Settings) -> Path:
     retried triage does not download it again)."""
     if path.protocol in ("file", "local"):
         return Path(path.path)
-    staged = settings.home.resolve() / "inbox" / f"{day:%Y-%m-%d}" / path.name
+    staged = settings.home.resolve() / "staging" / f"{day:%Y-%m-%d}" / path.name
     if not (staged.is_file() and staged.stat().st_size == path.stat().st_size):
         staged.parent.mkdir(parents=True, exist_ok=True)
         partial = staged.with_name(f".{staged.name}.part")

@@ -29,8 +29,9 @@ class Settings(BaseSettings):
         description="os.pathsep-separated folders videos may be read from; empty allows the current directory "
         "and CINEDEX_HOME only.",
     )
-    inbox: str = Field("inbox", description="Where the daily ingest looks for new videos, one folder per day "
-                       "(`<inbox>/YYYY-MM-DD/`): a local folder or an object-storage URL such as s3://bucket/inbox.")
+    inbox: str = Field("", description="Where new videos arrive, one folder per day (`<inbox>/YYYY-MM-DD/`): a local "
+                       "folder (empty = CINEDEX_HOME/inbox) or an object-storage URL such as s3://bucket/inbox. The "
+                       "daily ingest reads it; the cinedex page uploads into today's folder of a local one.")
     inbox_conn_id: str = Field("", description="Airflow connection for an object-storage inbox (e.g. aws_default).")
     daily_start_date: str = Field("2026-01-01", description="First day the daily ingest covers (YYYY-MM-DD).")
     daily_catchup: bool = Field(False, description="Whether the daily ingest runs for every missed day since "
@@ -51,6 +52,8 @@ class Settings(BaseSettings):
     sample_floor_fps: float = Field(0.5, description="Fewest frames per second kept, also in static shots.")
     sample_max_fps: float = Field(2.0, description="Most frames per second kept, also in fast action.")
     shot_threshold: float = Field(0.12, description="Picture change (0..1) between consecutive frames that counts as a cut.")
+
+    upload_max_bytes: int = Field(20 * 1024**3, gt=0, description="Largest video the page accepts (bytes).")
 
     max_invalid_fraction: float = Field(0.2, description="Validation fails the run when more events than this fail.")
 
@@ -92,7 +95,7 @@ class Settings(BaseSettings):
         """The inbox folder when it is on a local disk; None for object storage."""
         if "://" in self.inbox and not self.inbox.startswith("file://"):
             return None
-        return Path(self.inbox.removeprefix("file://")).resolve()
+        return Path(self.inbox.removeprefix("file://") or self.home / "inbox").resolve()
 
     @property
     def artifacts_dir(self) -> Path:
