@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import pytest
 from conftest import AIRFLOW_ADMIN
 
@@ -266,7 +268,7 @@ def test_upload_that_is_not_a_video_is_refused_with_a_clear_message(api_server, 
                            content=b"These are my notes, not a film.\n" * 100)
     assert reply.status_code == 415
     assert reply.json()["detail"].startswith("not a video cinedex can index: holiday.mp4: not a media file")
-    assert list((tmp_path / "inbox").iterdir()) == []
+    assert [p for p in (tmp_path / "inbox").rglob("*") if p.is_file()] == []
 
 
 def test_upload_over_the_size_limit_is_refused(api_server, auth, film, tmp_path, monkeypatch, clip_with_audio):
@@ -279,19 +281,21 @@ def test_upload_over_the_size_limit_is_refused(api_server, auth, film, tmp_path,
     chunks = iter([clip_with_audio.read_bytes()[i:i + 4096] for i in range(0, 40960, 4096)])
     reply = api_server.put("/cinedex/api/uploads", params={"name": "bunny.mp4"}, headers=auth, content=chunks)
     assert reply.status_code == 413
-    assert list((tmp_path / "inbox").iterdir()) == []
+    assert [p for p in (tmp_path / "inbox").rglob("*") if p.is_file()] == []
 
 
-def test_upload_of_a_video_lands_in_the_inbox(api_server, auth, film, tmp_path, monkeypatch, clip_with_audio):
+def test_upload_of_a_video_lands_in_todays_inbox_folder(api_server, auth, film, tmp_path, monkeypatch,
+                                                        clip_with_audio):
     monkeypatch.setenv("CINEDEX_INBOX", str(tmp_path / "inbox"))
+    today = tmp_path / "inbox" / f"{datetime.now(timezone.utc):%Y-%m-%d}"
     for expected in ("bunny.mp4", "bunny (2).mp4"):
         reply = api_server.put("/cinedex/api/uploads", params={"name": "../clips/bunny.mp4"}, headers=auth,
                                content=clip_with_audio.read_bytes())
         assert reply.status_code == 201, reply.text
         uploaded = reply.json()
-        assert uploaded["name"] == expected and uploaded["path"] == str(tmp_path / "inbox" / expected)
+        assert uploaded["name"] == expected and uploaded["path"] == str(today / expected)
         assert uploaded["info"]["has_video"] and uploaded["size_bytes"] == clip_with_audio.stat().st_size
-    assert sorted(p.name for p in (tmp_path / "inbox").iterdir()) == ["bunny (2).mp4", "bunny.mp4"]
+    assert sorted(p.name for p in today.iterdir()) == ["bunny (2).mp4", "bunny.mp4"]
 
 
 @pytest.fixture(scope="module")
