@@ -192,3 +192,17 @@ def test_killing_the_gpu_worker_mid_inference_loses_and_doubles_nothing(stack, s
     resumed = [line for line in retry_log.splitlines() if "already done" in line]
     assert resumed and windows_at_kill >= 1, retry_log[-3000:]
     assert events_of(stack, video_id) == clean_ids  # same ids, none missing, none doubled
+
+
+def test_the_same_video_triggered_twice_at_once_is_indexed_once(stack):
+    call = next(f for f in report(stack, DAYS[1])["files"] if f["name"] == "phone call.wav")
+    indexed_ids = events_of(stack, call["video_id"])
+    EmbeddedIndex(stack.home / "index").delete_video(call["video_id"])
+    shutil.rmtree(stack.home / "artifacts" / call["video_id"])
+    video = str(stack.home.parent / "inbox" / f"{DAYS[1]:%Y-%m-%d}" / "phone call.wav")
+    runs = [stack.trigger(INDEX_DAG, {"video": video}) for _ in range(2)]
+    for run_id in runs:
+        assert stack.wait_for_run(INDEX_DAG, run_id) == "success", stack.describe(INDEX_DAG, run_id)
+    assert events_of(stack, call["video_id"]) == indexed_ids  # one set of events, the same as before
+    stages = [p.name for p in (stack.home / "artifacts" / call["video_id"]).iterdir()]
+    assert not [name for name in stages if ".partial" in name]  # no scratch folder left behind

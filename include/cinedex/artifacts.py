@@ -7,10 +7,13 @@ the work.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
+import os
 import shutil
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +25,10 @@ from cinedex import PIPELINE_VERSION
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+
+
+class ArtifactDiskFull(OSError):
+    """The artifact disk filled up while a stage wrote its output."""
 
 
 def settings_key(params: dict[str, Any]) -> str:
@@ -48,20 +55,41 @@ class StageArtifacts:
 
     @contextmanager
     def writing(self) -> Iterator[Path]:
-        """Yields a scratch folder; on success it becomes `path`, on error it is removed."""
-        scratch = self.path.with_name(self.path.name + ".partial")
+        """Yields a scratch folder of this writer's own; on success it becomes `path`, on error it is removed. When
+        two runs of one video write the same stage at once, the first to finish wins and the other's identical
+        output is dropped, so a reader never sees the folder change under it."""
+        scratch = self.path.with_name(f"{self.path.name}.partial-{os.getpid()}-{threading.get_ident()}")
         shutil.rmtree(scratch, ignore_errors=True)
-        scratch.mkdir(parents=True)
         try:
+            scratch.mkdir(parents=True)
             yield scratch
             (scratch / MANIFEST).write_text(
                 json.dumps({"stage": self.stage, "params": self.params, "pipeline_version": PIPELINE_VERSION},
                            indent=2, sort_keys=True, default=str)
             )
-            shutil.rmtree(self.path, ignore_errors=True)
-            scratch.rename(self.path)
+            self._move_into_place(scratch)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise ArtifactDiskFull(
+                    f"no space left on the artifact disk ({self.root}) while writing the {self.stage} stage of video "
+                    f"{self.video_id[:12]}; its partial output was removed and nothing was indexed from it: free "
+                    "space there (or point CINEDEX_HOME at a bigger disk) and retry") from exc
+            raise
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+
+    def _move_into_place(self, scratch: Path) -> None:
+        try:
+            scratch.rename(self.path)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            if self.complete:
+                log.info("%s: video %s was finished meanwhile by another run; keeping that output", self.stage,
+                         self.video_id[:12])
+                return
+            shutil.rmtree(self.path, ignore_errors=True)  # a folder without a manifest is an older, unfinished one
+            scratch.rename(self.path)
 
     def log_cached(self) -> None:
         log.info("%s: cached result for video %s reused from %s", self.stage, self.video_id[:12], self.path)

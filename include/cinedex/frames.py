@@ -176,8 +176,10 @@ def picture_change(a: np.ndarray, b: np.ndarray) -> float:
 
 def _write_jpeg(frame: np.ndarray, path: Path) -> None:
     bgr = cv2.cvtColor(frame, cv2.COLOR_YUV2BGR_I420)
-    if not cv2.imwrite(str(path), bgr, [cv2.IMWRITE_JPEG_QUALITY, 85]):
-        raise OSError(f"could not write {path}")
+    encoded, jpeg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    if not encoded:
+        raise ValueError(f"could not encode a frame as JPEG for {path}")
+    path.write_bytes(jpeg.tobytes())  # not cv2.imwrite: its False on a full disk loses the reason (ENOSPC)
 
 
 class _Sweep:

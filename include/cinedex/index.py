@@ -8,8 +8,10 @@ speaker, characters), so kNN filters exactly without asking tantivy.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import shutil
 import threading
 import time
 from collections.abc import Iterable
@@ -43,6 +45,10 @@ TEXT_ANALYZER = (
 
 WRITER_HEAP_BYTES = 128_000_000
 WRITER_LOCK_TIMEOUT_S = 120.0
+
+
+class IndexWriteError(RuntimeError):
+    """tantivy could not write the index (most often: the disk is full); nothing of the failed write is visible."""
 
 
 class IndexBusyError(TimeoutError):
@@ -187,8 +193,14 @@ class EmbeddedIndex:
                 for doc in docs:
                     writer.add_document(doc)
                 writer.commit()
-            except BaseException:
-                writer.rollback()
+            except BaseException as exc:
+                with contextlib.suppress(Exception):  # a writer tantivy killed cannot roll back, nor needs to
+                    writer.rollback()
+                if isinstance(exc, ValueError):  # tantivy's I/O errors, e.g. "No space left on device (os error 28)"
+                    free_mib = shutil.disk_usage(self.path).free / 2**20
+                    raise IndexWriteError(
+                        f"writing video {video_id[:12]} into the index at {self.path} failed ({exc}); the index keeps "
+                        f"its previous contents. {free_mib:.1f} MiB free there: a full disk is the usual cause") from exc
                 raise
             finally:
                 # Lets merges finish and drops the writer, which is what releases the lock file.

@@ -21,6 +21,7 @@ import functools
 import json
 import logging
 import math
+import os
 import re
 import threading
 from collections.abc import Sequence
@@ -644,7 +645,7 @@ def describe_batch(windows_dir: Path, batch: int, settings: Settings) -> Path:
         chunk = todo[start:start + options.batch_size]
         for result in backend.describe(chunk, options):
             target = folder / f"window_{result.window_index:05d}.json"
-            scratch = target.with_suffix(".partial")
+            scratch = target.with_name(f".{target.stem}.{os.getpid()}.partial")  # two runs of a video may overlap
             scratch.write_text(result.model_dump_json())
             scratch.replace(target)
         log.info("vision: batch %d: %d of %d windows described", batch, start + len(chunk), len(todo))
