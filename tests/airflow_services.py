@@ -38,9 +38,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def services_available() -> str | None:
-    """Why the services cannot be reached, or None when PostgreSQL and Redis both answer."""
-    for name, url in (("PostgreSQL", POSTGRES), ("Redis", REDIS)):
+def services_available(redis: bool = True) -> str | None:
+    """Why the services cannot be reached, or None when PostgreSQL (and Redis, for Celery) answer."""
+    for name, url in (("PostgreSQL", POSTGRES), ("Redis", REDIS))[:2 if redis else 1]:
         host_port = url.split("@")[-1].split("://")[-1].split("/")[0]
         host, port = host_port.rsplit(":", 1)
         try:

@@ -1,26 +1,20 @@
 """The cinedex page as a person uses it, in headless Chromium against real Airflow components: log in, upload the
 sample film, wait for its run, search for a spoken phrase, and play the film from the first hit.
 
-Airflow runs as it does in a deployment: `api-server`, `scheduler` (LocalExecutor) and `dag-processor` as their
-own processes, on a private PostgreSQL database created for the test and dropped after it. Screenshots of every
+Airflow runs as it does in a deployment: `api-server`, `scheduler` (LocalExecutor), `dag-processor` and `triggerer`
+as their own processes, on a private PostgreSQL database created for the test and dropped after it
+(tests/airflow_services.py). Screenshots of every
 step are kept in the folder the test prints (CINEDEX_TEST_ARTIFACTS, default .test-artifacts/browser).
 """
 
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
-from conftest import AIRFLOW_ADMIN
+from airflow_services import ADMIN, airflow_stack, services_available
 
 from cinedex import cli
 
@@ -47,105 +41,23 @@ def chromium() -> str:
     return path
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def postgres_database():
-    """A private PostgreSQL database for Airflow (LocalExecutor needs more than SQLite), dropped afterwards."""
-    psycopg2 = pytest.importorskip("psycopg2")
-    name = f"cinedex_test_{secrets.token_hex(4)}"
-    host = os.environ.get("CINEDEX_TEST_PGHOST", "/var/run/postgresql")
-    try:
-        admin = psycopg2.connect(dbname="postgres", host=host)
-    except psycopg2.OperationalError as error:
-        required(f"no PostgreSQL server at {host}: {error}")
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f"CREATE DATABASE {name}")
-    try:
-        yield f"postgresql+psycopg2:///{name}?host={host}"
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.close()
-
-
-def wait_for(check, timeout_s: float, what: str, processes: dict | None = None) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        for name, (process, log) in (processes or {}).items():
-            if process.poll() is not None:
-                raise AssertionError(f"airflow {name} exited ({process.returncode}):\n{log.read_text()[-3000:]}")
-        try:
-            if check():
-                return
-        except (OSError, httpx.TransportError):  # not listening yet
-            pass
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
-
-
-@pytest.fixture(scope="module")
-def airflow_services(tmp_path_factory, postgres_database):
-    """Airflow's api-server, scheduler and dag-processor, started as in a deployment; yields the base URL."""
-    home = tmp_path_factory.mktemp("airflow-services")
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
+def airflow_services(tmp_path_factory):
+    """Airflow's api-server, scheduler (LocalExecutor) and dag-processor, started as in a deployment."""
+    if reason := services_available(redis=False):
+        required(reason)
+    root = tmp_path_factory.mktemp("airflow-services")
     env = {
-        **os.environ,
-        "AIRFLOW_HOME": str(home / "airflow"),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": postgres_database,
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-        "AIRFLOW__CORE__PARALLELISM": "4",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(cli.PROJECT_ROOT / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(cli.PROJECT_ROOT / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base}/execution/",
-        "AIRFLOW__API__BASE_URL": base,
-        "CINEDEX_HOME": str(home / "cinedex"),
-        "CINEDEX_MEDIA_ROOTS": str(home / "cinedex"),
+        "CINEDEX_HOME": str(root / "cinedex"),
+        "CINEDEX_MEDIA_ROOTS": str(root / "cinedex"),
         # The cheap settings of the DAG test: no vision model, the bundled tiny speech model.
         "CINEDEX_VISION_MODEL": "none",
         "CINEDEX_ASR_MODEL": "",
-        "HF_HUB_OFFLINE": "1",
-        "TOKENIZERS_PARALLELISM": "false",
+        "AIRFLOW__CORE__PARALLELISM": "4",
     }
-    Path(env["AIRFLOW_HOME"]).mkdir()
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    # The gpu pool exists in a deployment (the compose file's init creates it); the GPU-queue tasks name it.
-    subprocess.run([sys.executable, "-m", "airflow", "pools", "set", "gpu", "1", "GPU tasks"], env=env, check=True,
-                   stdout=subprocess.DEVNULL)
-    processes = {}
-    for name, args in (("api-server", ["api-server", "--port", str(port), "--host", "127.0.0.1"]),
-                       ("scheduler", ["scheduler"]), ("dag-processor", ["dag-processor"])):
-        log = home / f"{name}.log"
-        with open(log, "wb") as out:
-            processes[name] = (subprocess.Popen([sys.executable, "-m", "airflow", *args], env=env, stdout=out,
-                                                stderr=subprocess.STDOUT), log)
-    try:
-        wait_for(lambda: httpx.get(f"{base}/api/v2/monitor/health", timeout=5).status_code == 200, 120,
-                 "the API server", processes)
-        token = httpx.post(f"{base}/auth/token", json={"username": AIRFLOW_ADMIN[0], "password": AIRFLOW_ADMIN[1]},
-                           timeout=10).json()["access_token"]
-        wait_for(lambda: httpx.get(f"{base}/api/v2/dags/{cli.DAG_ID}", timeout=5,
-                                   headers={"Authorization": f"Bearer {token}"}).status_code == 200, 120,
-                 "the DAG to be parsed", processes)
-        yield {"url": base, "home": home, "logs": {name: log for name, (_, log) in processes.items()}}
-    finally:
-        for process, _ in processes.values():
-            process.send_signal(signal.SIGTERM)
-        for process, _ in processes.values():
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    with airflow_stack(root / "airflow", executor="LocalExecutor", extra_env=env) as stack:
+        stack.wait_for_dags(cli.DAG_ID)
+        yield {"url": stack.url, "home": root, "logs": {name: c.log for name, c in stack.components.items()}}
 
 
 @pytest.fixture(scope="module")
@@ -181,8 +93,8 @@ def test_upload_index_search_and_play_from_the_hit(airflow_services, browser_pag
     assert reply.status == 401
     shot("01-not-logged-in")
     page.click("text=log in")
-    page.fill("input[name=username]", AIRFLOW_ADMIN[0])
-    page.fill("input[name=password]", AIRFLOW_ADMIN[1])
+    page.fill("input[name=username]", ADMIN[0])
+    page.fill("input[name=password]", ADMIN[1])
     shot("02-airflow-login")
     page.click("button[type=submit]")
     page.wait_for_url(f"{base}/cinedex/", timeout=30_000)
