@@ -77,6 +77,13 @@ def statuses(stack, day: date) -> dict[str, str]:
     return {f["name"]: f["status"] for f in report(stack, day)["files"]}
 
 
+def video_id_of(stack, run_id: str) -> str:
+    """The video an index run ingested, from its ingest task's XCom."""
+    ingested = stack.api("GET", f"dags/{INDEX_DAG}/dagRuns/{run_id}/taskInstances/ingest_video/xcomEntries/"
+                                "return_value")["value"]
+    return (json.loads(ingested) if isinstance(ingested, str) else ingested)["video_id"]
+
+
 def events_of(stack, video_id: str) -> list[str]:
     return [event.id for event in EmbeddedIndex(stack.home / "index").video_events(video_id)]
 
@@ -140,9 +147,7 @@ def clean_run(stack, sample_film, tiny_vision_model):
     """The sample film indexed with the tiny vision model through the scheduler: (run id, video id, event ids)."""
     run_id = stack.trigger(INDEX_DAG, {"video": sample_film.path, "vision_model": str(tiny_vision_model)})
     assert stack.wait_for_run(INDEX_DAG, run_id) == "success", stack.describe(INDEX_DAG, run_id)
-    ingested = stack.api("GET", f"dags/{INDEX_DAG}/dagRuns/{run_id}/taskInstances/ingest_video/xcomEntries/"
-                                "return_value")["value"]
-    video_id = (json.loads(ingested) if isinstance(ingested, str) else ingested)["video_id"]
+    video_id = video_id_of(stack, run_id)
     return run_id, video_id, events_of(stack, video_id)
 
 
@@ -204,9 +209,7 @@ def test_the_same_video_triggered_twice_at_once_is_indexed_once(stack):
     runs = [stack.trigger(INDEX_DAG, {"video": video}) for _ in range(2)]
     for run_id in runs:
         assert stack.wait_for_run(INDEX_DAG, run_id) == "success", stack.describe(INDEX_DAG, run_id)
-    ingested = stack.api("GET", f"dags/{INDEX_DAG}/dagRuns/{runs[0]}/taskInstances/ingest_video/xcomEntries/"
-                                "return_value")["value"]
-    video_id = (json.loads(ingested) if isinstance(ingested, str) else ingested)["video_id"]
+    video_id = video_id_of(stack, runs[0])
     together = events_of(stack, video_id)
     assert together and len(together) == len(set(together))
     stages = [p.name for p in (stack.home / "artifacts" / video_id).iterdir()]
