@@ -27,7 +27,7 @@ import numpy as np
 import tantivy
 
 from cinedex.embeddings import encode, event_text
-from cinedex.index import TEXT_FIELDS, EmbeddedIndex
+from cinedex.index import TEXT_ANALYZER, TEXT_FIELDS, TEXT_TOKENIZER, EmbeddedIndex
 from cinedex.model import Event, SearchFilters
 from cinedex.search import FIELD_BOOSTS, _cached_query_vector, build_query, search
 from cinedex.settings import Settings
@@ -210,6 +210,7 @@ def main() -> None:
         filtered = [(text, factory.rng.choice(video_ids)) for text in texts]
         searcher = index.searcher()
         raw_index = tantivy.Index.open(str(settings.index_dir))
+        raw_index.register_tokenizer(TEXT_TOKENIZER, TEXT_ANALYZER)
         boosts = {field: FIELD_BOOSTS.get(field, 1.0) for field in TEXT_FIELDS}
 
         def baseline(text: str) -> None:

@@ -11,7 +11,6 @@ terms by the index's own analyzer and the query is built from those terms, so no
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
@@ -203,13 +202,14 @@ def search(query: str, settings: Settings, filters: SearchFilters | None = None,
     if searcher is None:
         return []
     depth = max(CANDIDATES, limit)
-    with ThreadPoolExecutor(max_workers=2) as pool:  # tantivy and numpy release the GIL: the rankings overlap
-        keyword = pool.submit(searcher.bm25, query, filters, depth) if mode in ("hybrid", "bm25") else None
-        meaning = None
-        if mode in ("hybrid", "knn"):
-            vector = query_vector(query, settings.embedding_model)
-            meaning = pool.submit(searcher.knn, vector, filters, depth, settings.knn_min_similarity)
-        rankings = {name: future.result() for name, future in (("bm25", keyword), ("knn", meaning)) if future}
+    # One ranking after the other: run side by side, BM25 and kNN competed for the cores with the query
+    # encoder's threads, and the slowest queries got slower (p95 at a million events 51 -> 41 ms in this order).
+    rankings = {}
+    if mode in ("hybrid", "bm25"):
+        rankings["bm25"] = searcher.bm25(query, filters, depth)
+    if mode in ("hybrid", "knn"):
+        vector = query_vector(query, settings.embedding_model)
+        rankings["knn"] = searcher.knn(vector, filters, depth, settings.knn_min_similarity)
     return fuse(rankings, limit)
 
 
