@@ -289,3 +289,14 @@ def test_hamming_shortlist_matches_a_bit_by_bit_count(rows):
         assert len(shortlist) == len(set(shortlist.tolist())) == min(wanted, rows)
         # the shortlist is a set of smallest distances: none left out is closer than one kept
         assert by_bits[shortlist].max() <= np.sort(by_bits)[min(wanted, rows) - 1]
+
+
+def test_an_index_built_with_another_text_analysis_is_refused_with_what_to_do(tmp_path, monkeypatch):
+    import cinedex.index
+
+    monkeypatch.setattr(cinedex.index, "TEXT_TOKENIZER", "en_stem")  # what versions before the stop words used
+    EmbeddedIndex(tmp_path / "index").replace_video("casablanca", events("casablanca", CASABLANCA))
+    monkeypatch.undo()
+
+    with pytest.raises(RuntimeError, match="older version of cinedex.*delete it and index the videos again"):
+        EmbeddedIndex(tmp_path / "index")
