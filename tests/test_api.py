@@ -134,7 +134,8 @@ def film_routes(video_id: str) -> list[str]:
     return ["/cinedex/", "/cinedex/static/app.js", "/cinedex/api/films", f"/cinedex/api/films/{video_id}",
             f"/cinedex/api/films/{video_id}/video", f"/cinedex/api/films/{video_id}/shots/0.jpg",
             f"/cinedex/api/films/{video_id}/files/validation-test/report.json",
-            f"/cinedex/api/films/{video_id}/export/transcript.srt", "/cinedex/api/form", "/cinedex/api/runs/any"]
+            f"/cinedex/api/films/{video_id}/export/transcript.srt", "/cinedex/api/form", "/cinedex/api/runs/any",
+            "/cinedex/docs", "/cinedex/openapi.json"]
 
 
 def test_every_page_route_refuses_without_login(api_server, film):
@@ -148,6 +149,13 @@ def test_every_page_route_refuses_without_login(api_server, film):
     # A browser is told where to log in; still a 401, still no data.
     page = api_server.get("/cinedex/", headers={"Accept": "text/html"})
     assert page.status_code == 401 and "log in" in page.text and "/auth/login" in page.text
+
+
+def test_the_api_description_is_served_after_login(api_server, auth):
+    description = api_server.get("/cinedex/openapi.json", headers=auth)
+    assert description.status_code == 200 and "/api/search" in description.json()["paths"]
+    docs = api_server.get("/cinedex/docs", headers=auth)
+    assert docs.status_code == 200 and "'/cinedex/openapi.json'" in docs.text
 
 
 def test_page_and_its_assets_are_served(api_server, auth, film):

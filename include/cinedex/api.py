@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exception_handlers import http_exception_handler
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -39,7 +40,8 @@ def create_app(auth: Callable | None = None, settings: Callable[[], Settings] = 
     """`auth`: dependency every route requires. `access(method)`: dependency allowing that method on the index
     DAG's runs. `user`: dependency giving the logged-in user (for the run's "triggered by"). `login_url(next)`:
     where a browser without a login is sent."""
-    app = FastAPI(title="cinedex", description=__doc__)
+    # FastAPI serves its API description to anyone; here it is served below, behind the login like every route.
+    app = FastAPI(title="cinedex", description=__doc__, docs_url=None, redoc_url=None, openapi_url=None)
     router = APIRouter(dependencies=[Depends(auth)] if auth else [])
 
     def run_access(method: str) -> list:
@@ -219,6 +221,15 @@ def create_app(auth: Callable | None = None, settings: Callable[[], Settings] = 
         filename = f"{uploads.safe_name(Path(detail.name).stem)}.{kind}"
         return Response(render(detail.timeline, current), media_type=f"{media_type}; charset=utf-8",
                         headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+    @router.get("/openapi.json", include_in_schema=False)
+    def openapi() -> dict:
+        return app.openapi()
+
+    @router.get("/docs", include_in_schema=False)
+    def docs(request: Request) -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=f"{request.scope.get('root_path', '')}/openapi.json",
+                                   title="cinedex API")
 
     app.include_router(router)
     return app
