@@ -33,9 +33,10 @@ KEYWORD_FIELDS = ("id", "video_id", "scene_type", "source", "speaker", "characte
 EVENT_JSON_FIELD = "event_json"
 TEXT_FIELDS = tuple(Event.text_fields())
 RANGE_FIELDS = tuple(name for name, field in Event.model_fields.items() if field.annotation is float)
-# Elasticsearch's `english` analyzer, as far as tantivy has its parts: words, lowercased, without the English stop
-# words (the same list of 33), stemmed. Both backends then match the same words; and a question's "how", "the" and
-# "in", which match most of a film's events, cost nothing and no longer rank events that merely repeat them.
+# Close to Elasticsearch's `english` analyzer, as far as tantivy has its parts: words, lowercased, without the same
+# 33 English stop words, stemmed (Snowball here, Porter there, which differ on a few words). A question's "the",
+# "a" and "in", which match most of a film's events, then cost nothing and no longer rank events that merely
+# repeat them, on either backend.
 TEXT_ANALYZER = (
     tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple())
     .filter(tantivy.Filter.remove_long(40))
