@@ -1,14 +1,14 @@
-"""ASR benchmark: cinedex.asr.transcribe against bare faster-whisper batched inference, same model, same audio.
+"""ASR benchmark: cinedex.pipeline.asr.transcribe against bare faster-whisper batched inference, same model, same audio.
 
 In one process, on one audio file, alternating run by run (never in parallel):
 
-  ours  cinedex.asr.transcribe(audio, settings): WhisperX's pyannote VAD, batched decoding with word times,
+  ours  cinedex.pipeline.asr.transcribe(audio, settings): WhisperX's pyannote VAD, batched decoding with word times,
         utterance cutting; settings as configured (by default: bundled tiny.en, batch size 8, no alignment or
         diarization where none is configured).
   bare  faster_whisper.BatchedInferencePipeline(model).transcribe(audio, batch_size=B, word_timestamps=True,
         language=L) with faster-whisper's own defaults (Silero VAD), its segment generator consumed.
 
-Both use the one model object cinedex loads (cinedex.asr.load_speech_model(...).model), so model load time is
+Both use the one model object cinedex loads (cinedex.pipeline.asr.load_speech_model(...).model), so model load time is
 excluded from both; each contender runs once on the audio as a warm-up before the timed runs. Wall time is
 time.perf_counter around the call; CPU time is time.process_time (all threads of this process), which is less
 disturbed than wall time when other work shares the machine. The ratio compares medians. Goal: ours / bare wall
@@ -64,9 +64,9 @@ def main() -> None:
 
     import faster_whisper
 
-    from cinedex import asr
+    from cinedex.pipeline import asr
     from cinedex.sample import conversation
-    from cinedex.settings import Settings
+    from cinedex.core.settings import Settings
 
     with tempfile.TemporaryDirectory(prefix="bench_asr_") as tmp:
         settings = Settings(home=Path(tmp) / "home")

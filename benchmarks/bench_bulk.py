@@ -22,7 +22,7 @@ import numpy as np
 from elasticsearch import Elasticsearch, helpers
 
 from bench_search import EventFactory
-from cinedex.elastic import ElasticIndex, event_mapping
+from cinedex.index.elastic import ElasticIndex, event_mapping
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from elastic_server import elasticsearch_server  # noqa: E402

@@ -1,10 +1,10 @@
-"""Frame-sampler benchmark: cinedex.frames.sample against bare ffmpeg decoding and PySceneDetect.
+"""Frame-sampler benchmark: cinedex.pipeline.frames.sample against bare ffmpeg decoding and PySceneDetect.
 
 For each film, in the same run and one after another (never in parallel):
 
-  ours         cinedex.frames.sample(ingest(film), Settings(home=..., media_roots=...), fresh_out_dir), default
+  ours         cinedex.pipeline.frames.sample(ingest(film), Settings(home=..., media_roots=...), fresh_out_dir), default
                settings otherwise. Ingest (probe + sha256) runs first in the same child and is timed apart.
-  ffmpeg       ffmpeg -hide_banner -nostats -i FILM -vf scale=W:H -f null -   (W:H = cinedex.frames.output_size,
+  ffmpeg       ffmpeg -hide_banner -nostats -i FILM -vf scale=W:H -f null -   (W:H = cinedex.pipeline.frames.output_size,
                the size the sampler decodes at), i.e. the cost of simply decoding every frame at that size.
   scenedetect  PySceneDetect's ContentDetector through its Python API: scenedetect.detect(film, ContentDetector())
                with default settings (OpenCV backend, automatic downscale).
@@ -320,9 +320,9 @@ def _aggregate(runs: list[dict]) -> dict:
 
 
 def bench_film(film: dict, args) -> dict:
-    from cinedex.frames import output_size
-    from cinedex.ingest import probe
-    from cinedex.settings import Settings
+    from cinedex.pipeline.frames import output_size
+    from cinedex.pipeline.ingest import probe
+    from cinedex.core.settings import Settings
 
     info = probe(Path(film["path"]))
     size = output_size(info.width, info.height, info.rotation, Settings().frame_width)
@@ -378,9 +378,9 @@ def _rusage_mb() -> dict:
 
 
 def worker_ours(film: str, profile_out: str | None) -> dict:
-    import cinedex.frames as frames
-    from cinedex.ingest import ingest
-    from cinedex.settings import Settings
+    import cinedex.pipeline.frames as frames
+    from cinedex.pipeline.ingest import ingest
+    from cinedex.core.settings import Settings
 
     TMP_DIR.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="ours_", dir=TMP_DIR))

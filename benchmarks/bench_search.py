@@ -26,11 +26,11 @@ from pathlib import Path
 import numpy as np
 import tantivy
 
-from cinedex.embeddings import encode, event_text
-from cinedex.index import TEXT_ANALYZER, TEXT_FIELDS, TEXT_TOKENIZER, EmbeddedIndex
-from cinedex.model import Event, SearchFilters
-from cinedex.search import FIELD_BOOSTS, _cached_query_vector, build_query, search
-from cinedex.settings import Settings
+from cinedex.pipeline.embeddings import encode, event_text
+from cinedex.index.embedded import TEXT_ANALYZER, TEXT_FIELDS, TEXT_TOKENIZER, EmbeddedIndex
+from cinedex.core.model import Event, SearchFilters
+from cinedex.index.search import FIELD_BOOSTS, _cached_query_vector, build_query, search
+from cinedex.core.settings import Settings
 
 SEED = 20240607
 COMMON_WORDS = """

@@ -9,7 +9,7 @@ the GPU machine). Throughput does not depend on the weights' values, only on sha
 model would cost per window; the output text is meaningless.
 
 Each window is given as the processor would give it, without the processor: `pixel_values_videos` holding
-window_s x fps frames (capped as the pipeline caps them, by cinedex.windows.max_frames_for for --context-tokens
+window_s x fps frames (capped as the pipeline caps them, by cinedex.pipeline.windows.max_frames_for for --context-tokens
 and Qwen3-VL's video pixel limit: 218 frames of 448x252 at the default 32768) of --width x --height (rounded to multiples of 32 as Qwen's processor does; odd frame counts
 padded to a pair), `video_grid_thw` = [pairs, H/16, W/16], and input_ids laid out as Qwen3-VL's chat template and
 processor lay them out: a system/user text prefix, then per pair of frames "<t seconds>" (6 random text tokens),
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--width", type=int, default=None, help="frame width (default 448; tiny 64)")
     parser.add_argument("--height", type=int, default=None, help="frame height (default 252; tiny 64)")
     parser.add_argument("--context-tokens", type=int, default=32768, help="context budget per window; frames "
-                        "per window are capped by cinedex.windows.max_frames_for as the pipeline caps them "
+                        "per window are capped by cinedex.pipeline.windows.max_frames_for as the pipeline caps them "
                         "(also by Qwen3-VL's video pixel limit); 0 = no cap")
     parser.add_argument("--batch", type=int, default=4, help="windows per generate call (default 4)")
     parser.add_argument("--prompt-tokens", type=int, default=300, help="text tokens per window besides frames")
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> dict:
     requested_frames = max(2, round(window_s * fps))
     n_frames = requested_frames
     if args.context_tokens:
-        from cinedex.windows import max_frames_for
+        from cinedex.pipeline.windows import max_frames_for
 
         n_frames = min(n_frames, max_frames_for(args.context_tokens, width, height,
                                                 prompt_tokens=args.prompt_tokens, max_new_tokens=out_tokens))

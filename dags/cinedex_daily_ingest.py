@@ -12,8 +12,8 @@ from airflow.sdk import Param, dag, get_current_context, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 from airflow.sdk.exceptions import AirflowFailException
 
-from cinedex import inbox
-from cinedex.settings import Settings
+from cinedex.orchestration import inbox
+from cinedex.core.settings import Settings
 
 DEFAULTS = Settings()
 

@@ -9,9 +9,11 @@ from pathlib import Path
 from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk import Asset, Param, dag, get_current_context, task
 
-from cinedex import asr, audio, embeddings, events, film, frames, index, ingest, report, validation, vision
-from cinedex.ingest import IngestedVideo
-from cinedex.settings import Settings
+from cinedex.pipeline import asr, audio, embeddings, events, film, frames, ingest, validation, vision
+from cinedex.index import embedded as index
+from cinedex.page import report
+from cinedex.pipeline.ingest import IngestedVideo
+from cinedex.core.settings import Settings
 
 SEARCH_INDEX = Asset("cinedex://index/events")
 DEFAULTS = Settings()  # the form's defaults are the deployment's configured settings

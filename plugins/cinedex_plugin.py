@@ -8,8 +8,8 @@ from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessE
 from airflow.api_fastapi.core_api.security import get_user, requires_access_dag, requires_authenticated
 from airflow.plugins_manager import AirflowPlugin
 
-from cinedex.api import create_app
-from cinedex.runs import DAG_ID
+from cinedex.page.api import create_app
+from cinedex.page.runs import DAG_ID
 
 
 def run_access(method: str):

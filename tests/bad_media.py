@@ -21,11 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cinedex import audio, frames, ingest
-from cinedex.frames import FrameSampling
-from cinedex.ingest import IngestedVideo
+from cinedex.pipeline import audio, frames, ingest
+from cinedex.pipeline.frames import FrameSampling
+from cinedex.pipeline.ingest import IngestedVideo
 from cinedex.sample import clip
-from cinedex.settings import Settings
+from cinedex.core.settings import Settings
 
 TABLE = Path(__file__).resolve().parent.parent / "docs" / "bad-inputs.md"
 TEN_HOURS_S = 36_000

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from cinedex.sample import SampleFilm, build_sample_film, clip, conversation
-from cinedex.settings import Settings
+from cinedex.core.settings import Settings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -64,7 +64,7 @@ def tiny_vision_model(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def sampled_film(tmp_path_factory, sample_film, media_dirs):
     """The sample film ingested and frame-sampled once: (IngestedVideo, FrameSampling)."""
-    from cinedex import frames, ingest
+    from cinedex.pipeline import frames, ingest
 
     home = tmp_path_factory.mktemp("sampled")
     settings = Settings(home=home / "home", media_roots=os.pathsep.join(map(str, [home, *media_dirs])))
@@ -73,7 +73,7 @@ def sampled_film(tmp_path_factory, sample_film, media_dirs):
 
 
 def _window(index, start_s, end_s, sampling, film):
-    from cinedex.windows import Window, WindowFrame, WindowLine
+    from cinedex.pipeline.windows import Window, WindowFrame, WindowLine
 
     chosen = [f for f in sampling.frames if start_s <= f.time_s < end_s]
     lines = [WindowLine(start_s=u.start_s, end_s=u.end_s, speaker=u.speaker, text=u.text)

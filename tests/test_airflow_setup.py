@@ -8,8 +8,9 @@ import uuid
 
 import pytest
 
-from cinedex import airflow_setup, cli
-from cinedex.settings import Settings
+from cinedex.orchestration import airflow_setup
+from cinedex import cli
+from cinedex.core.settings import Settings
 
 GPU_TASKS = {"transcribe", "describe_windows", "summarize_film"}
 

@@ -7,9 +7,9 @@ from datetime import datetime, timezone
 import pytest
 from conftest import AIRFLOW_ADMIN
 
-from cinedex.embeddings import encode, event_text
-from cinedex.index import EmbeddedIndex
-from cinedex.model import Event
+from cinedex.pipeline.embeddings import encode, event_text
+from cinedex.index.embedded import EmbeddedIndex
+from cinedex.core.model import Event
 
 LINES = [
     (6.7, 7.2, "Diane", "Hello?"),
@@ -38,7 +38,7 @@ def token(api_server) -> str:
 @pytest.fixture
 def indexed(tmp_path, monkeypatch):
     monkeypatch.setenv("CINEDEX_HOME", str(tmp_path / "cinedex"))
-    from cinedex.settings import Settings
+    from cinedex.core.settings import Settings
 
     events = [Event(video_id="call", start_s=a, end_s=b, speaker=who, characters=[who], content=text,
                     scene_type="dialogue") for a, b, who, text in LINES]
@@ -92,9 +92,10 @@ def film(tmp_path_factory, sample_film, airflow_home):
     import json
     from pathlib import Path
 
-    from cinedex import events, frames, ingest, report, validation
-    from cinedex.asr import Transcript, Utterance
-    from cinedex.settings import Settings
+    from cinedex.pipeline import events, frames, ingest, validation
+    from cinedex.page import report
+    from cinedex.pipeline.asr import Transcript, Utterance
+    from cinedex.core.settings import Settings
 
     home = tmp_path_factory.mktemp("page") / "cinedex"
     with pytest.MonkeyPatch.context() as patch:

@@ -13,11 +13,11 @@ from pathlib import Path
 import jiwer
 import pytest
 
-from cinedex import asr, audio, ingest
-from cinedex.asr import Transcript, Utterance, Word
-from cinedex.mediatime import MediaTime
+from cinedex.pipeline import asr, audio, ingest
+from cinedex.pipeline.asr import Transcript, Utterance, Word
+from cinedex.core.mediatime import MediaTime
 from cinedex.sample import read_stm
-from cinedex.settings import Settings
+from cinedex.core.settings import Settings
 
 MAX_WER = 0.25
 BOUNDARY_TOLERANCE_S = 1.0

@@ -20,8 +20,8 @@ from PIL import Image
 
 from bad_media import (INBOX_NAMES, SDR_PATTERN, TABLE, TEN_HOURS_S, day_settings, make_bad_inbox, outcomes_table,
                        run_day)
-from cinedex import frames, ingest
-from cinedex.settings import Settings
+from cinedex.pipeline import frames, ingest
+from cinedex.core.settings import Settings
 
 
 @pytest.fixture(scope="module")

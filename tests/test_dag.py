@@ -58,9 +58,9 @@ def indexed_sample(airflow_home, dagbag, sample_film, tmp_path, monkeypatch):
 @pytest.mark.parametrize("vision_model", ["none", "tiny"])
 def test_index_dag_end_to_end_is_searchable_and_idempotent(indexed_sample, sample_film, caplog, vision_model,
                                                            request):
-    from cinedex.index import EmbeddedIndex
-    from cinedex.search import search
-    from cinedex.settings import Settings
+    from cinedex.index.embedded import EmbeddedIndex
+    from cinedex.index.search import search
+    from cinedex.core.settings import Settings
 
     # Through the trigger form's field, as a user would choose it.
     model = str(request.getfixturevalue("tiny_vision_model")) if vision_model == "tiny" else "none"
@@ -119,7 +119,7 @@ def test_index_dag_end_to_end_is_searchable_and_idempotent(indexed_sample, sampl
 
 @pytest.mark.slow
 def test_bad_input_fails_at_ingest_without_retries_and_loads_nothing(indexed_sample, tmp_path, monkeypatch):
-    from cinedex.settings import Settings
+    from cinedex.core.settings import Settings
 
     _, home = indexed_sample
     broken = tmp_path / "broken film.mp4"
@@ -140,9 +140,9 @@ def test_index_dag_loads_elasticsearch_where_hybrid_search_finds_a_paraphrase(in
                                                                              sample_film):
     import uuid
 
-    from cinedex.elastic import search_backend
-    from cinedex.search import search
-    from cinedex.settings import Settings
+    from cinedex.index.elastic import search_backend
+    from cinedex.index.search import search
+    from cinedex.core.settings import Settings
 
     monkeypatch.setenv("CINEDEX_INDEX_BACKEND", "elasticsearch")
     monkeypatch.setenv("AIRFLOW_CONN_ELASTICSEARCH_DEFAULT", es_url)

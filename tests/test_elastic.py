@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from elasticsearch import Elasticsearch
 
-from cinedex import elastic
-from cinedex.elastic import (
+from cinedex.index.embedded import elastic
+from cinedex.index.elastic import (
     CLIENT_OPTIONS,
     ElasticIndex,
     ElasticsearchNotConfigured,
@@ -32,8 +32,8 @@ from cinedex.elastic import (
     load_elasticsearch,
     search_backend,
 )
-from cinedex.model import Event, SearchFilters
-from cinedex.settings import Settings
+from cinedex.core.model import Event, SearchFilters
+from cinedex.core.settings import Settings
 from elastic_server import BulkProxy, ElasticsearchServer, elasticsearch_server, free_port
 
 EXTERNAL_URL = os.environ.get("CINEDEX_TEST_ES_URL")

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from cinedex import frames, ingest
-from cinedex.artifacts import ArtifactDiskFull, stage_artifacts
-from cinedex.index import EmbeddedIndex, IndexWriteError
-from cinedex.model import Event
+from cinedex.pipeline import frames, ingest
+from cinedex.core.artifacts import ArtifactDiskFull, stage_artifacts
+from cinedex.index.embedded import EmbeddedIndex, IndexWriteError
+from cinedex.core.model import Event
 from cinedex.sample import clip
-from cinedex.settings import Settings
+from cinedex.core.settings import Settings
 
 
 @pytest.fixture

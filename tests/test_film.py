@@ -8,11 +8,11 @@ import os
 import jsonschema
 import pytest
 
-from cinedex.events import EVENTS_FILE, read_events, write_events
-from cinedex.film import (Chapter, apply_roster, attach_speakers, build_roster, outline, roster_of, summarize_film,
+from cinedex.pipeline.events import EVENTS_FILE, read_events, write_events
+from cinedex.pipeline.film import (Chapter, apply_roster, attach_speakers, build_roster, outline, roster_of, summarize_film,
                           summary_schema, tile_chapters)
-from cinedex.model import Event
-from cinedex.settings import Settings
+from cinedex.core.model import Event
+from cinedex.core.settings import Settings
 
 
 def test_spellings_of_one_person_become_one_name():

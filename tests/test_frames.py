@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cinedex import frames, ingest
-from cinedex.mediatime import MediaTime
+from cinedex.pipeline import frames, ingest
+from cinedex.core.mediatime import MediaTime
 
 
 def _reencode(source: str, target: Path, *args: str) -> Path:

@@ -8,11 +8,13 @@ from datetime import date
 
 import pytest
 
-from cinedex import PIPELINE_VERSION, ingest, inbox
-from cinedex.index import EmbeddedIndex, indexed_events
-from cinedex.model import Event
+from cinedex import PIPELINE_VERSION
+from cinedex.pipeline import ingest
+from cinedex.orchestration import inbox
+from cinedex.index.embedded import EmbeddedIndex, indexed_events
+from cinedex.core.model import Event
 from cinedex.sample import clip
-from cinedex.settings import Settings
+from cinedex.core.settings import Settings
 
 DAY = date(2026, 11, 20)
 

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import tantivy
 
-from cinedex.embeddings import encode, event_text
-from cinedex.index import (TEXT_ANALYZER, EmbeddedIndex, IndexBusyError, VectorStore, hamming_distances,
+from cinedex.pipeline.embeddings import encode, event_text
+from cinedex.index.embedded import (TEXT_ANALYZER, EmbeddedIndex, IndexBusyError, VectorStore, hamming_distances,
                            nearest_codes, sign_codes)
-from cinedex.model import Event, SearchFilters
-from cinedex.search import SearchHit, search
-from cinedex.settings import Settings
+from cinedex.core.model import Event, SearchFilters
+from cinedex.index.search import SearchHit, search
+from cinedex.core.settings import Settings
 
 CASABLANCA = [
     (12.0, 15.5, "Rick", "Of all the gin joints in all the towns in all the world, she walks into mine."),
@@ -292,9 +292,9 @@ def test_hamming_shortlist_matches_a_bit_by_bit_count(rows):
 
 
 def test_an_index_built_with_another_text_analysis_is_refused_with_what_to_do(tmp_path, monkeypatch):
-    import cinedex.index
+    import cinedex.index.embedded
 
-    monkeypatch.setattr(cinedex.index, "TEXT_TOKENIZER", "en_stem")  # what versions before the stop words used
+    monkeypatch.setattr(cinedex.index.embedded, "TEXT_TOKENIZER", "en_stem")  # what versions before the stop words used
     EmbeddedIndex(tmp_path / "index").replace_video("casablanca", events("casablanca", CASABLANCA))
     monkeypatch.undo()
 

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from cinedex import ingest
+from cinedex.pipeline import ingest
 from cinedex.sample import clip
 
 

@@ -148,8 +148,8 @@ def test_upload_index_search_and_play_from_the_hit(airflow_services, browser_pag
     shot("08-film-view")
 
     # What a model writes is shown as text: a hostile visual event added to the film's indexed events.
-    from cinedex.index import EmbeddedIndex
-    from cinedex.model import Event
+    from cinedex.index.embedded import EmbeddedIndex
+    from cinedex.core.model import Event
 
     hostile = '<img src=x onerror="window.pwned=1"><script>window.pwned=1</script>'
     index = EmbeddedIndex(airflow_services["home"] / "cinedex" / "index")

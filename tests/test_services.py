@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from airflow_services import airflow_stack, services_available
-from cinedex.index import EmbeddedIndex
+from cinedex.index.embedded import EmbeddedIndex
 from cinedex.sample import conversation
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cinedex.settings import Settings
+from cinedex.core.settings import Settings
 
 
 def test_environment_sets_every_field(monkeypatch, tmp_path):

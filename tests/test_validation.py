@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from cinedex.model import Event
-from cinedex.validation import SUITE_NAME, ValidationFailed, ValidationReport, validate_events
+from cinedex.core.model import Event
+from cinedex.pipeline.validation import SUITE_NAME, ValidationFailed, ValidationReport, validate_events
 
 DURATION = 100.0
 WINDOW = "[0, 100.5]"  # duration plus the default 0.5 s tolerance

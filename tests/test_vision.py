@@ -12,9 +12,9 @@ import re
 import jsonschema
 import pytest
 
-from cinedex import vision
-from cinedex.model import Event, VisualMoment, WindowAnswer, vision_json_schema
-from cinedex.windows import Window, WindowFrame
+from cinedex.pipeline import vision
+from cinedex.core.model import Event, VisualMoment, WindowAnswer, vision_json_schema
+from cinedex.pipeline.windows import Window, WindowFrame
 
 # Small caps keep the random model's answers short; the grammar, not the model, makes them end.
 OPTIONS = vision.VisionOptions(max_new_tokens=1200, max_text_chars=12, max_list_items=2, max_moments=2,

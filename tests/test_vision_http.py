@@ -16,9 +16,9 @@ import httpx
 import jsonschema
 import pytest
 
-from cinedex import vision
-from cinedex.model import WindowAnswer
-from cinedex.settings import Settings
+from cinedex.pipeline import vision
+from cinedex.core.model import WindowAnswer
+from cinedex.core.settings import Settings
 from test_vision import MARKER, OPTIONS
 
 SERVER = Path(__file__).with_name("openai_server.py")
@@ -173,8 +173,8 @@ def test_describe_batch_through_the_endpoint_writes_checkpoints(server, windows,
 
 def test_film_summary_through_the_endpoint(backend, server, sample_film):
     """The film pass's text-only call: the same chat and schema reach the server, and its answer is valid."""
-    from cinedex.film import FilmSummary, summary_chat, summary_schema
-    from cinedex.model import Event
+    from cinedex.pipeline.film import FilmSummary, summary_chat, summary_schema
+    from cinedex.core.model import Event
 
     events = [Event(video_id="v", start_s=u.start_s, end_s=u.end_s, content=u.text, scene_type="dialogue")
               for u in sample_film.utterances]

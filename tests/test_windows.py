@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from cinedex.asr import Transcript, Utterance
-from cinedex.frames import FrameSampling, SampledFrame, Shot
-from cinedex.windows import (AIRFLOW_MAX_MAP_LENGTH, QWEN3_VL_VIDEO_MAX_PIXELS, Window, batches, build_windows, max_frames_for,
+from cinedex.pipeline.asr import Transcript, Utterance
+from cinedex.pipeline.frames import FrameSampling, SampledFrame, Shot
+from cinedex.pipeline.windows import (AIRFLOW_MAX_MAP_LENGTH, QWEN3_VL_VIDEO_MAX_PIXELS, Window, batches, build_windows, max_frames_for,
                              tokens_per_frame_pair, visual_tokens, windows_per_batch)
 
 TARGET_S, MAX_S = 8.0, 12.0
@@ -102,7 +102,7 @@ def test_each_utterance_goes_to_the_window_holding_its_midpoint(film):
 def test_too_many_frames_keep_an_even_subset_with_every_shots_first_frame(film, caplog):
     video, sampling = film
     full = build_windows(sampling, None, video.info.fps, TARGET_S, MAX_S, max_frames=1000)
-    with caplog.at_level("INFO", logger="cinedex.windows"):
+    with caplog.at_level("INFO", logger="cinedex.pipeline.windows"):
         capped = build_windows(sampling, None, video.info.fps, TARGET_S, MAX_S, max_frames=5)
     assert [(w.start_s, w.end_s) for w in capped] == [(w.start_s, w.end_s) for w in full]
     assert "keeps" in caplog.text

@@ -11,9 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cinedex.mediatime import MediaTime
-from cinedex.model import SearchFilters
-from cinedex.settings import Settings
+from cinedex.core.mediatime import MediaTime
+from cinedex.core.model import SearchFilters
+from cinedex.core.settings import Settings
 
 DAG_ID = "cinedex_index_video"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -34,7 +34,7 @@ def airflow_environment(settings: Settings) -> None:
         subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True,
                        stdout=subprocess.DEVNULL, env=os.environ.copy())
         marker.touch()
-    from cinedex.airflow_setup import ensure_pools
+    from cinedex.orchestration.airflow_setup import ensure_pools
 
     ensure_pools(settings)  # dag.test() ignores pools, but the database should match a deployment's
 
@@ -66,7 +66,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_airflow_setup(args: argparse.Namespace) -> int:
-    from cinedex.airflow_setup import set_up_airflow
+    from cinedex.orchestration.airflow_setup import set_up_airflow
 
     # The password comes from the environment, never the command line, which other users can read.
     given = {"elasticsearch_url": args.elasticsearch_url} if args.elasticsearch_url else {}
@@ -76,7 +76,7 @@ def cmd_airflow_setup(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from cinedex.search import search
+    from cinedex.index.search import search
 
     filters = SearchFilters(video_id=args.video, start_s=args.start, end_s=args.end, scene_type=args.scene_type,
                             speaker=args.speaker, character=args.character)

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from cinedex.artifacts import stage_artifacts
-from cinedex.events import read_events
-from cinedex.ingest import IngestedVideo
-from cinedex.model import Event
-from cinedex.settings import Settings
+from cinedex.core.artifacts import stage_artifacts
+from cinedex.pipeline.events import read_events
+from cinedex.pipeline.ingest import IngestedVideo
+from cinedex.core.model import Event
+from cinedex.core.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -31,13 +31,13 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
-from cinedex.artifacts import settings_key, stage_artifacts
-from cinedex.asr import load_transcript
-from cinedex.frames import load_sampling
-from cinedex.ingest import IngestedVideo
-from cinedex.model import MAX_MOMENTS_PER_WINDOW, VISUAL_MOMENT_FIELDS, Event, VisualMoment, WindowAnswer, vision_json_schema
-from cinedex.settings import Settings
-from cinedex.windows import (PATCH_FACTOR, TEMPORAL_PATCH, Window, batches, build_windows, max_frames_for,
+from cinedex.core.artifacts import settings_key, stage_artifacts
+from cinedex.pipeline.asr import load_transcript
+from cinedex.pipeline.frames import load_sampling
+from cinedex.pipeline.ingest import IngestedVideo
+from cinedex.core.model import MAX_MOMENTS_PER_WINDOW, VISUAL_MOMENT_FIELDS, Event, VisualMoment, WindowAnswer, vision_json_schema
+from cinedex.core.settings import Settings
+from cinedex.pipeline.windows import (PATCH_FACTOR, TEMPORAL_PATCH, Window, batches, build_windows, max_frames_for,
                              windows_per_batch)
 
 log = logging.getLogger(__name__)

@@ -18,10 +18,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from cinedex.artifacts import stage_artifacts
-from cinedex.ingest import IngestedVideo
-from cinedex.model import Event
-from cinedex.settings import Settings
+from cinedex.core.artifacts import stage_artifacts
+from cinedex.pipeline.ingest import IngestedVideo
+from cinedex.core.model import Event
+from cinedex.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -230,8 +230,8 @@ def film_documents(video: IngestedVideo, answer: FilmSummary, events: Sequence[E
 def summarize_film(video: IngestedVideo, events_dir: Path, settings: Settings) -> Path:
     """The cached film stage: the events with the film's summary and chapters added, in `events.jsonl`, and the
     model's answer in `summary.json`. Without a vision model the events folder is passed on unchanged."""
-    from cinedex.events import EVENTS_FILE, read_events, write_events
-    from cinedex.vision import backend_for, backend_key, options_from, parse_json
+    from cinedex.pipeline.events import EVENTS_FILE, read_events, write_events
+    from cinedex.pipeline.vision import backend_for, backend_key, options_from, parse_json
 
     if not settings.vision_enabled:
         return Path(events_dir)

@@ -13,12 +13,12 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from cinedex import asr
-from cinedex.asr import Transcript, Utterance
-from cinedex.frames import Shot, load_sampling
-from cinedex.ingest import IngestedVideo, MediaInfo
-from cinedex.model import Event
-from cinedex.settings import Settings
+from cinedex.pipeline import asr
+from cinedex.pipeline.asr import Transcript, Utterance
+from cinedex.pipeline.frames import Shot, load_sampling
+from cinedex.pipeline.ingest import IngestedVideo, MediaInfo
+from cinedex.core.model import Event
+from cinedex.core.settings import Settings
 
 
 class UnknownFilm(LookupError):
@@ -79,7 +79,7 @@ def ingested_films(settings: Settings) -> list[IngestedVideo]:
 
 def film_events(settings: Settings, video_id: str) -> list[Event]:
     """The film's events as the configured backend holds them, in time order."""
-    from cinedex.search import backend_for
+    from cinedex.index.search import backend_for
 
     backend = backend_for(settings)
     if backend is None:

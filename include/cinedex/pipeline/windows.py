@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, Field
 
-from cinedex.asr import Transcript, Utterance
-from cinedex.frames import FrameSampling, SampledFrame, Shot
+from cinedex.pipeline.asr import Transcript, Utterance
+from cinedex.pipeline.frames import FrameSampling, SampledFrame, Shot
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from typing import Literal, get_args
 from pydantic import BaseModel, Field, create_model, model_validator
 
 from cinedex import PIPELINE_VERSION
-from cinedex.mediatime import MediaTime
+from cinedex.core.mediatime import MediaTime
 
 SceneType = Literal["dialogue", "action", "establishing", "montage", "title", "transition", "other"]
 SCENE_TYPES: tuple[str, ...] = get_args(SceneType)

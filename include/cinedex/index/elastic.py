@@ -41,14 +41,14 @@ from elasticsearch import (
 from pydantic import BaseModel, Field
 
 from cinedex import PIPELINE_VERSION
-from cinedex.model import Event, SearchFilters
+from cinedex.core.model import Event, SearchFilters
 
 if TYPE_CHECKING:
-    from cinedex.ingest import IngestedVideo
+    from cinedex.pipeline.ingest import IngestedVideo
     # The embedded backend's weighting, so both backends rank alike.
-from cinedex.search import (FIELD_BOOSTS, FIELD_TIE_BREAKER, HIGHLIGHT_FIELDS, HIGHLIGHT_MAX_CHARS, PHRASE_BOOST,
+from cinedex.index.search import (FIELD_BOOSTS, FIELD_TIE_BREAKER, HIGHLIGHT_FIELDS, HIGHLIGHT_MAX_CHARS, PHRASE_BOOST,
                             PHRASE_FIELDS, PHRASE_SLOP)
-from cinedex.settings import Settings
+from cinedex.core.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -21,10 +21,10 @@ import numpy as np
 import tantivy
 
 from cinedex import PIPELINE_VERSION
-from cinedex.events import read_events
-from cinedex.ingest import IngestedVideo
-from cinedex.model import Event, SearchFilters
-from cinedex.settings import Settings
+from cinedex.pipeline.events import read_events
+from cinedex.pipeline.ingest import IngestedVideo
+from cinedex.core.model import Event, SearchFilters
+from cinedex.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -381,7 +381,7 @@ def sign_codes(vectors: np.ndarray) -> np.ndarray:
 def indexed_events(video_id: str, settings: Settings, pipeline_version: str = PIPELINE_VERSION) -> int:
     """How many events of the video this pipeline version has in the configured index (0: not indexed yet)."""
     if settings.index_backend == "elasticsearch":
-        from cinedex.elastic import search_backend
+        from cinedex.index.elastic import search_backend
 
         return search_backend(settings).count(video_id, pipeline_version)
     if not (settings.index_dir / "meta.json").is_file():
@@ -402,12 +402,12 @@ def load_video(video: IngestedVideo, validation_dir: Path, settings: Settings,
     events = read_events(Path(validation_dir) / "valid.jsonl")
     vectors = None
     if embeddings_dir:
-        from cinedex.embeddings import load_embeddings
+        from cinedex.pipeline.embeddings import load_embeddings
 
         by_id = load_embeddings(Path(embeddings_dir))
         vectors = np.stack([by_id[e.id] for e in events]) if events else None
     if settings.index_backend == "elasticsearch":
-        from cinedex.elastic import load_elasticsearch
+        from cinedex.index.elastic import load_elasticsearch
 
         return load_elasticsearch(video, events, vectors, settings)
     return load_embedded(video, events, vectors, settings)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import ffmpeg
 
-from cinedex.artifacts import stage_artifacts
-from cinedex.ingest import IngestedVideo
-from cinedex.settings import Settings
+from cinedex.core.artifacts import stage_artifacts
+from cinedex.pipeline.ingest import IngestedVideo
+from cinedex.core.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -26,10 +26,10 @@ import ffmpeg
 import numpy as np
 from pydantic import BaseModel
 
-from cinedex.artifacts import stage_artifacts
-from cinedex.ingest import IngestedVideo
-from cinedex.mediatime import MediaTime
-from cinedex.settings import Settings
+from cinedex.core.artifacts import stage_artifacts
+from cinedex.pipeline.ingest import IngestedVideo
+from cinedex.core.mediatime import MediaTime
+from cinedex.core.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -7,13 +7,13 @@ import json
 import logging
 from pathlib import Path
 
-from cinedex.artifacts import stage_artifacts
-from cinedex.asr import Transcript, load_transcript
-from cinedex.film import apply_roster, attach_speakers, roster_of
-from cinedex.frames import FrameSampling, load_sampling
-from cinedex.ingest import IngestedVideo
-from cinedex.model import Event
-from cinedex.settings import Settings
+from cinedex.core.artifacts import stage_artifacts
+from cinedex.pipeline.asr import Transcript, load_transcript
+from cinedex.pipeline.film import apply_roster, attach_speakers, roster_of
+from cinedex.pipeline.frames import FrameSampling, load_sampling
+from cinedex.pipeline.ingest import IngestedVideo
+from cinedex.core.model import Event
+from cinedex.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def build_events(video: IngestedVideo, transcript_dir: Path, frames_dir: Path, s
     events = dialogue_events(video, load_transcript(transcript_dir), sampling)
     quarantined: list[dict] = []
     if vision_dir:
-        from cinedex.vision import visual_events  # transformers and torch load only when there is vision work
+        from cinedex.pipeline.vision import visual_events  # transformers and torch load only when there is vision work
 
         seen, quarantined = visual_events(video.video_id, Path(vision_dir), sampling.shots)
         events = sorted([*events, *seen], key=lambda e: (e.start_s, e.end_s, e.source))

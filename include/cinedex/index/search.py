@@ -19,9 +19,9 @@ import numpy as np
 import tantivy
 from pydantic import BaseModel, Field
 
-from cinedex.index import TEXT_ANALYZER, TEXT_FIELDS, EmbeddedIndex, from_document, keyword_field
-from cinedex.model import Event, SearchFilters
-from cinedex.settings import Settings
+from cinedex.index.embedded import TEXT_ANALYZER, TEXT_FIELDS, EmbeddedIndex, from_document, keyword_field
+from cinedex.core.model import Event, SearchFilters
+from cinedex.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ def backend_for(settings: Settings, name: str | None = None) -> SearchBackend | 
     """The backend `name` (default: CINEDEX_INDEX_BACKEND), or None when the embedded index does not exist yet."""
     name = name or settings.index_backend
     if name == "elasticsearch":
-        from cinedex.elastic import search_backend
+        from cinedex.index.elastic import search_backend
 
         return search_backend(settings)
     if name != "embedded":
@@ -215,7 +215,7 @@ def search(query: str, settings: Settings, filters: SearchFilters | None = None,
 
 @lru_cache(maxsize=256)
 def _cached_query_vector(query: str, model: str) -> bytes:
-    from cinedex.embeddings import encode
+    from cinedex.pipeline.embeddings import encode
 
     clean = query.encode("utf-8", "ignore").decode("utf-8")  # lone surrogates cannot reach the Rust tokenizer
     return encode([clean], model)[0].tobytes()

@@ -12,9 +12,10 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from cinedex import PIPELINE_VERSION, ingest
-from cinedex.index import indexed_events
-from cinedex.settings import Settings
+from cinedex import PIPELINE_VERSION
+from cinedex.pipeline import ingest
+from cinedex.index.embedded import indexed_events
+from cinedex.core.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from cinedex.ingest import IngestError, MediaInfo, probe
-from cinedex.settings import Settings
+from cinedex.pipeline.ingest import IngestError, MediaInfo, probe
+from cinedex.core.settings import Settings
 
 _UNSAFE = re.compile(r"[^\w.\- ()\[\]]+")
 

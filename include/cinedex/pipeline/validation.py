@@ -17,11 +17,11 @@ from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel
 
-from cinedex.artifacts import stage_artifacts
-from cinedex.events import EVENTS_FILE, read_events
-from cinedex.ingest import IngestedVideo
-from cinedex.model import Event
-from cinedex.settings import Settings
+from cinedex.core.artifacts import stage_artifacts
+from cinedex.pipeline.events import EVENTS_FILE, read_events
+from cinedex.pipeline.ingest import IngestedVideo
+from cinedex.core.model import Event
+from cinedex.core.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, Field
 
-from cinedex.artifacts import stage_artifacts
-from cinedex.ingest import IngestedVideo
-from cinedex.mediatime import MediaTime
-from cinedex.settings import Settings
+from cinedex.core.artifacts import stage_artifacts
+from cinedex.pipeline.ingest import IngestedVideo
+from cinedex.core.mediatime import MediaTime
+from cinedex.core.settings import Settings
 
 log = logging.getLogger(__name__)
 

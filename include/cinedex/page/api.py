@@ -20,12 +20,13 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from cinedex import PIPELINE_VERSION, catalog, uploads
-from cinedex.elastic import versioned_index
-from cinedex.ingest import PathNotAllowed, confine
-from cinedex.model import SearchFilters
-from cinedex.search import SearchHit, search
-from cinedex.settings import Settings
+from cinedex import PIPELINE_VERSION
+from cinedex.page import catalog, uploads
+from cinedex.index.elastic import versioned_index
+from cinedex.pipeline.ingest import PathNotAllowed, confine
+from cinedex.core.model import SearchFilters
+from cinedex.index.search import SearchHit, search
+from cinedex.core.settings import Settings
 
 WEB_DIR = Path(__file__).with_name("web")
 STATIC_FILES = {"app.js": "text/javascript", "style.css": "text/css"}
@@ -114,7 +115,7 @@ def create_app(auth: Callable | None = None, settings: Callable[[], Settings] = 
 
     @router.get("/api/form", summary="The index DAG's trigger form: its params", dependencies=run_access("GET"))
     def form() -> list[dict]:
-        from cinedex import runs
+        from cinedex.page import runs
 
         try:
             return [field.model_dump(by_alias=True) for field in runs.form_fields()]
@@ -125,7 +126,7 @@ def create_app(auth: Callable | None = None, settings: Callable[[], Settings] = 
                  dependencies=run_access("POST"))
     def trigger_run(conf: Annotated[dict[str, Any], Body(embed=True)],
                     who: str | None = Depends(user_name)) -> dict:  # a closure's name: not an annotation
-        from cinedex import runs
+        from cinedex.page import runs
 
         try:
             return runs.trigger(conf, who).model_dump()
@@ -137,7 +138,7 @@ def create_app(auth: Callable | None = None, settings: Callable[[], Settings] = 
     @router.get("/api/runs/{run_id}", summary="A run's progress: task states, its stage, its error",
                 dependencies=run_access("GET"))
     def run_progress(run_id: str) -> dict:
-        from cinedex import runs
+        from cinedex.page import runs
 
         try:
             return runs.progress(run_id).model_dump()
@@ -147,7 +148,7 @@ def create_app(auth: Callable | None = None, settings: Callable[[], Settings] = 
     # --- library and films ------------------------------------------------------------------------------------
 
     def last_runs(films: list[catalog.FilmSummary]) -> dict:
-        from cinedex import runs
+        from cinedex.page import runs
 
         return {k: v.model_dump() for k, v in runs.last_runs({f.video_id: f.path for f in films}).items()}
 

@@ -17,13 +17,13 @@ from html import escape
 from pathlib import Path
 
 from cinedex import PIPELINE_VERSION
-from cinedex.artifacts import stage_artifacts
-from cinedex.events import read_events
-from cinedex.frames import Shot, load_sampling
-from cinedex.ingest import IngestedVideo
-from cinedex.mediatime import MediaTime
-from cinedex.model import Event
-from cinedex.settings import Settings
+from cinedex.core.artifacts import stage_artifacts
+from cinedex.pipeline.events import read_events
+from cinedex.pipeline.frames import Shot, load_sampling
+from cinedex.pipeline.ingest import IngestedVideo
+from cinedex.core.mediatime import MediaTime
+from cinedex.core.model import Event
+from cinedex.core.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ import json
 import logging
 from pathlib import Path
 
-from cinedex.elastic import DEFAULT_CONN_ID
-from cinedex.settings import Settings
+from cinedex.index.elastic import DEFAULT_CONN_ID
+from cinedex.core.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import ffmpeg
 from pydantic import BaseModel
 
-from cinedex.artifacts import stage_artifacts
-from cinedex.settings import Settings
+from cinedex.core.artifacts import stage_artifacts
+from cinedex.core.settings import Settings
 
 log = logging.getLogger(__name__)
 

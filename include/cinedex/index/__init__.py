@@ -1,0 +1,1 @@
+"""The search index: one backend interface, its two implementations, and hybrid search over either."""

@@ -1,0 +1,1 @@
+"""The cinedex page: its HTTP API, the library it shows, uploads, runs, and the run report."""
