@@ -13,11 +13,12 @@ export CINEDEX_HOME ?= $(CURDIR)/.cinedex
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: help setup demo test clean
+.PHONY: help setup demo test test-fast clean
 
 help:
 	@echo "make demo   set up, build the sample film, index it with the Airflow DAG, run example searches"
 	@echo "make test   set up and run the whole test suite"
+	@echo "make test-fast   the tests that need no services, browser or whole DAG runs (a few minutes)"
 
 $(STAMP): requirements.txt pyproject.toml
 	@scripts/check-system.sh
@@ -42,6 +43,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not services and not browser and not slow"
 
 clean:
 	rm -rf $(VENV) .cinedex

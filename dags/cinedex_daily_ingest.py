@@ -13,6 +13,7 @@ from airflow.timetables.interval import CronDataIntervalTimetable
 from airflow.sdk.exceptions import AirflowFailException
 
 from cinedex.orchestration import inbox
+from cinedex.orchestration.dagspec import DAILY_DAG_ID, INDEX_DAG_ID
 from cinedex.core.settings import Settings
 
 DEFAULTS = Settings()
@@ -29,7 +30,7 @@ def run_day():
 
 
 @dag(
-    dag_id="cinedex_daily_ingest",
+    dag_id=DAILY_DAG_ID,
     # A run's logical date is the day it covers (the interval [day, day + 1)), and it starts once that day is over:
     # `backfill --from-date A --to-date B` then means the inbox folders A to B.
     schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
@@ -47,32 +48,25 @@ def cinedex_daily_ingest():
 
     @task
     def index_requests(files: list[dict]) -> list[dict]:
-        return [{"trigger_run_id": f["run_id"], "conf": {"video": f["path"]}} for f in files if f["status"] == "new"]
+        return inbox.index_requests(files)
 
     files = triage()
     # Deferred while it waits, so waiting runs hold no worker slot; reset_dag_run reruns a day's failed run.
     index_runs = TriggerDagRunOperator.partial(
-        task_id="index_video", trigger_dag_id=inbox.INDEX_DAG_ID, wait_for_completion=True, deferrable=True,
+        task_id="index_video", trigger_dag_id=INDEX_DAG_ID, wait_for_completion=True, deferrable=True,
         poke_interval=10, reset_dag_run=True,
     ).expand_kwargs(index_requests(files))
 
     @task(trigger_rule="all_done")
     def report(files: list[dict]) -> dict:
         ti = get_current_context()["ti"]
-        rows = [inbox.InboxFile.model_validate(f) for f in files]
-        run_ids = [r.run_id for r in rows if r.status == "new"]
-        states = {run_id: ti.get_dagrun_state(inbox.INDEX_DAG_ID, run_id) for run_id in run_ids}
-        task_states = ti.get_task_states(dag_id=inbox.INDEX_DAG_ID, run_ids=run_ids) if run_ids else {}
-        failed_tasks = {run_id: sorted(t for t, s in tasks.items() if s == "failed")
-                        for run_id, tasks in task_states.items()}
-        day = run_day()
-        settled = inbox.settle(rows, states, failed_tasks, Settings())
-        path = inbox.write_report(day, settled, Settings())
-        print(inbox.report_table(day, settled, {}))
-        failed = [r.name for r in settled if r.status == "failed"]
-        if failed:  # rejected input is reported, not retried; a failed index run fails the day so it is rerun
-            raise AirflowFailException(f"{len(failed)} video(s) failed to index: {', '.join(failed)}; see {path}")
-        return {"report": str(path), "files": len(settled)}
+        run_ids = [f["run_id"] for f in files if f["status"] == "new"]
+        states = {run_id: ti.get_dagrun_state(INDEX_DAG_ID, run_id) for run_id in run_ids}
+        task_states = ti.get_task_states(dag_id=INDEX_DAG_ID, run_ids=run_ids) if run_ids else {}
+        try:
+            return inbox.report_day(run_day(), files, states, task_states, Settings())
+        except inbox.DayFailed as exc:  # a failed index run fails the day, so rerunning it retries them
+            raise AirflowFailException(str(exc)) from exc
 
     index_runs >> report(files)
 

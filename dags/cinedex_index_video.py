@@ -1,22 +1,22 @@
 """Index one video: ingest, frames and audio, speech, visual events and the film's summary on the GPU pool,
-validation, embeddings, load into the configured index (embedded or Elasticsearch)."""
+validation, embeddings, load into the configured index (embedded or Elasticsearch), and the run's report."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
 
+from airflow.sdk import Asset, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
-from airflow.sdk import Asset, Param, dag, get_current_context, task
 
-from cinedex.pipeline import asr, audio, embeddings, events, film, frames, ingest, validation, vision
-from cinedex.index import embedded as index
-from cinedex.page import report
-from cinedex.pipeline.ingest import IngestedVideo
 from cinedex.core.settings import Settings
+from cinedex.orchestration.dagspec import GPU_POOL, GPU_QUEUE, INDEX_DAG_ID, index_params
+from cinedex.page import report
+from cinedex.pipeline import (asr, audio, embeddings, events, film, frames, ingest, load as loading, validation,
+                              vision, windows)
+from cinedex.pipeline.ingest import IngestedVideo
 
 SEARCH_INDEX = Asset("cinedex://index/events")
-DEFAULTS = Settings()  # the form's defaults are the deployment's configured settings
 
 
 def run_settings() -> Settings:
@@ -28,39 +28,12 @@ def video_of(ingested: dict) -> IngestedVideo:
 
 
 @dag(
-    dag_id="cinedex_index_video",
+    dag_id=INDEX_DAG_ID,
     schedule=None,
     catchup=False,
     tags=["cinedex"],
     default_args={"retries": 2, "retry_delay": timedelta(seconds=20), "retry_exponential_backoff": True},
-    params={
-        "video": Param("", type="string", minLength=1, title="Video",
-                       description="Path of the video file, inside one of the configured media roots."),
-        "language": Param("", type="string", title="Spoken language",
-                          description="Language code such as `en` or `zh`; empty detects it."),
-        "asr_model": Param("", type="string", title="Speech model",
-                           description="WhisperX/faster-whisper model name or local directory; empty uses the configured one."),
-        "frame_width": Param(DEFAULTS.frame_width, type="integer", minimum=64, maximum=3840, title="Frame width",
-                             description="Width in pixels of sampled frames; height follows the aspect ratio."),
-        "sample_floor_fps": Param(DEFAULTS.sample_floor_fps, type="number", exclusiveMinimum=0, maximum=30, title="Floor rate (frames/s)",
-                                  description="Fewest frames per second kept, also in static shots."),
-        "sample_max_fps": Param(DEFAULTS.sample_max_fps, type="number", exclusiveMinimum=0, maximum=30, title="Cap (frames/s)",
-                                description="Most frames per second kept, also in fast action."),
-        "vision_model": Param(DEFAULTS.vision_model, type="string", title="Vision model",
-                              description="Qwen3-VL model id or local folder; `none` indexes speech and shots only."),
-        "vision_context_tokens": Param(DEFAULTS.vision_context_tokens, type="integer", minimum=2048, maximum=262144,
-                                       title="Context length (tokens)",
-                                       description="Tokens one window may use: its frames, the prompt and the answer."),
-        "vision_max_new_tokens": Param(DEFAULTS.vision_max_new_tokens, type="integer", minimum=64, maximum=32768,
-                                       title="Max output tokens", description="Most tokens the model writes per window."),
-        "vision_temperature": Param(DEFAULTS.vision_temperature, type="number", minimum=0, maximum=2,
-                                    title="Temperature", description="0 decodes greedily (reproducible)."),
-        "vision_timestamp_alignment": Param(DEFAULTS.vision_timestamp_alignment, type="boolean",
-                                            title="Timestamp alignment",
-                                            description="Give the model each frame's film time (`<t seconds>` markers)."),
-        "shot_threshold": Param(DEFAULTS.shot_threshold, type="number", minimum=0.01, maximum=1, title="Cut sensitivity",
-                                description="Picture change (0-1) between consecutive frames that counts as a cut; lower finds more cuts."),
-    },
+    params=index_params(Settings()),  # the form's defaults are the deployment's configured settings
     doc_md=__doc__,
 )
 def cinedex_index_video():
@@ -80,19 +53,15 @@ def cinedex_index_video():
         path = audio.extract_audio(video_of(ingested), run_settings())
         return str(path) if path else ""  # "" = no audio track (a None return would push no XCom)
 
-    @task(queue="gpu", pool="gpu")
+    @task(queue=GPU_QUEUE, pool=GPU_POOL)
     def transcribe(ingested: dict, audio_path: str) -> str:
         return str(asr.transcribe_video(video_of(ingested), Path(audio_path) if audio_path else None, run_settings()))
 
-    @task
+    @task  # no vision work (vision off, or no picture): an empty list, and describe_windows is skipped
     def plan_windows(ingested: dict, frames_dir: str, transcript_dir: str) -> list[dict]:
-        settings, video = run_settings(), video_of(ingested)
-        if not settings.vision_enabled or not video.info.has_video:
-            return []
-        windows_dir = vision.plan_windows(video, Path(frames_dir), Path(transcript_dir), settings)
-        return [{"windows_dir": str(windows_dir), "batch": i} for i in range(len(vision.load_plan(windows_dir).batches))]
+        return windows.plan_batches(video_of(ingested), Path(frames_dir), Path(transcript_dir), run_settings())
 
-    @task(queue="gpu", pool="gpu")
+    @task(queue=GPU_QUEUE, pool=GPU_POOL)
     def describe_windows(work: dict) -> str:
         return str(vision.describe_batch(Path(work["windows_dir"]), work["batch"], run_settings()))
 
@@ -102,13 +71,18 @@ def cinedex_index_video():
         return str(events.build_events(video_of(ingested), Path(transcript_dir), Path(frames_dir), run_settings(),
                                        vision_dir))
 
-    @task(queue="gpu", pool="gpu")
+    @task  # without a vision model: an empty list, and summarize_film is skipped without taking a GPU slot
+    def plan_summary(events_dir: str) -> list[str]:
+        return film.summary_work(Path(events_dir), run_settings())
+
+    @task(queue=GPU_QUEUE, pool=GPU_POOL)
     def summarize_film(ingested: dict, events_dir: str) -> str:
         return str(film.summarize_film(video_of(ingested), Path(events_dir), run_settings()))
 
-    @task
-    def validate(ingested: dict, events_dir: str) -> str:
-        return str(validation.validate_video_events(video_of(ingested), Path(events_dir), run_settings()))
+    @task(trigger_rule="none_failed")  # the summarized events when summarize_film ran, else build_events' own
+    def validate(ingested: dict, events_dir: str, summarized: list[str]) -> str:
+        chosen = Path(next(iter(summarized))) if summarized else Path(events_dir)
+        return str(validation.validate_video_events(video_of(ingested), chosen, run_settings()))
 
     @task
     def embed(ingested: dict, validation_dir: str) -> str:
@@ -116,7 +90,7 @@ def cinedex_index_video():
 
     @task(outlets=[SEARCH_INDEX])
     def load(ingested: dict, validation_dir: str, embeddings_dir: str) -> dict:
-        return index.load_video(video_of(ingested), Path(validation_dir), run_settings(), Path(embeddings_dir))
+        return loading.load_video(video_of(ingested), Path(validation_dir), Path(embeddings_dir), run_settings())
 
     @task
     def write_report(ingested: dict, validation_dir: str, loaded: dict) -> str:  # `loaded`: runs after load
@@ -129,7 +103,8 @@ def cinedex_index_video():
     transcript_dir = transcribe(ingested, audio_path)
     vision_dirs = describe_windows.expand(work=plan_windows(ingested, frames_dir, transcript_dir))
     events_dir = build_events(ingested, transcript_dir, frames_dir, vision_dirs)
-    validation_dir = validate(ingested, summarize_film(ingested, events_dir))
+    summarized = summarize_film.partial(ingested=ingested).expand(events_dir=plan_summary(events_dir))
+    validation_dir = validate(ingested, events_dir, summarized)
     write_report(ingested, validation_dir, load(ingested, validation_dir, embed(ingested, validation_dir)))
 
 

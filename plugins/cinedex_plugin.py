@@ -9,11 +9,11 @@ from airflow.api_fastapi.core_api.security import get_user, requires_access_dag,
 from airflow.plugins_manager import AirflowPlugin
 
 from cinedex.page.api import create_app
-from cinedex.page.runs import DAG_ID
+from cinedex.orchestration.dagspec import INDEX_DAG_ID
 
 
 def run_access(method: str):
-    return requires_access_dag(method, DagAccessEntity.RUN, param_dag_id=DAG_ID)
+    return requires_access_dag(method, DagAccessEntity.RUN, param_dag_id=INDEX_DAG_ID)
 
 
 def login_url(next_url: str) -> str:

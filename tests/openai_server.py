@@ -24,7 +24,7 @@ import uvicorn
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import JSONResponse
 
-from cinedex.pipeline.vision import LoadedModel, load_model, resolve_device
+from cinedex.pipeline.vision.transformers_backend import LoadedModel, load_model, resolve_device
 
 _DATA_URL = re.compile(r"data:image/[\w.+-]+;base64,(.*)", re.S)
 

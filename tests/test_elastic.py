@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from elasticsearch import Elasticsearch
 
-from cinedex.index.embedded import elastic
+from cinedex.index import elastic, open_index
 from cinedex.index.elastic import (
     CLIENT_OPTIONS,
     ElasticIndex,
@@ -29,10 +29,10 @@ from cinedex.index.elastic import (
     connection_url,
     elasticsearch_client,
     event_mapping,
-    load_elasticsearch,
-    search_backend,
 )
-from cinedex.core.model import Event, SearchFilters
+from typing import Annotated
+
+from cinedex.core.model import EVENT_FIELDS, Event, EventFields, Indexed, SearchFilters
 from cinedex.core.settings import Settings
 from elastic_server import BulkProxy, ElasticsearchServer, elasticsearch_server, free_port
 
@@ -147,25 +147,26 @@ def test_mapping_is_derived_from_every_event_field():
     properties = mapping["mappings"]["properties"]
     assert set(properties) == set(Event.model_fields) | {"embedding"}
     assert properties["embedding"] == {"type": "dense_vector", "dims": DIMS, "index": True, "similarity": "cosine"}
-    for name in Event.text_fields():
+    for name in EVENT_FIELDS.text:
         assert properties[name]["type"] == "text" and properties[name]["analyzer"] == "english"
         assert properties[name]["fields"]["cjk"] == {"type": "text", "analyzer": "cjk"}
     assert properties["speaker"]["fields"]["keyword"] == {"type": "keyword"}
     assert properties["characters"]["fields"]["keyword"] == {"type": "keyword"}
-    for name in ("id", "video_id", "scene_type", "source", "language", "pipeline_version", "start_time", "end_time"):
+    for name in ("id", "video_id", "scene_type", "source", "language", "pipeline_version"):
         assert properties[name] == {"type": "keyword"}, name
     assert properties["start_s"] == properties["end_s"] == {"type": "float"}
-    assert properties["shot_id"] == {"type": "integer"}
-    assert properties["thumbnail"] == {"type": "keyword", "index": False}
+    # Shown with a hit, never searched:
+    for name in ("start_time", "end_time", "thumbnail"):
+        assert properties[name] == {"type": "keyword", "index": False}, name
+    assert properties["shot_id"] == {"type": "integer", "index": False}
 
 
 def test_mapping_refuses_a_field_type_it_does_not_know(monkeypatch):
     class RatedEvent(Event):
-        ratings: dict[str, float] = {}
+        ratings: Annotated[dict[str, float], Indexed("keyword")] = {}
 
-    monkeypatch.setattr(elastic, "Event", RatedEvent)
-    with pytest.raises(TypeError, match="Event.ratings"):
-        event_mapping(DIMS)
+    with pytest.raises(TypeError, match="RatedEvent.ratings"):
+        event_mapping(DIMS, EventFields.of(RatedEvent))
 
 
 # --- loading
@@ -439,19 +440,44 @@ def test_a_missing_connection_names_the_variable_to_set(monkeypatch):
         elasticsearch_client()
 
 
-def test_the_pipeline_loads_and_searches_through_the_configured_alias(monkeypatch, es_url, client, tmp_path, alien):
+def stage_files(folder, events: list[Event], vectors: np.ndarray):
+    """What the validation and embedding stages leave for the load stage."""
+    from cinedex.pipeline.embeddings import IDS_FILE, VECTORS_FILE
+    from cinedex.pipeline.events import write_events
+    from cinedex.pipeline.validation import VALID_FILE
+
+    folder.mkdir(parents=True)
+    write_events(events, folder / VALID_FILE)
+    np.save(folder / VECTORS_FILE, vectors)
+    (folder / IDS_FILE).write_text(json.dumps([e.id for e in events]))
+    return folder
+
+
+def test_the_load_stage_loads_and_searches_through_the_configured_alias(monkeypatch, es_url, client, tmp_path,
+                                                                        alien):
+    from cinedex.pipeline.load import DocumentsRefused, load_video
+
     monkeypatch.setenv("AIRFLOW_CONN_ELASTICSEARCH_DEFAULT", es_url)
     settings = Settings(home=tmp_path / "home", index_backend="elasticsearch",
                         elasticsearch_alias=f"test-{uuid.uuid4().hex[:8]}-events")
     video = types.SimpleNamespace(video_id="alien", name="alien.mkv")
     try:
-        loaded = load_elasticsearch(video, alien, unit_vectors(len(alien), seed=2), settings)
+        files = stage_files(tmp_path / "good", alien, unit_vectors(len(alien), seed=2))
+        loaded = load_video(video, files, files, settings)
         assert loaded == {"video_id": "alien", "events": len(alien), "backend": "elasticsearch",
                           "index": f"{settings.elasticsearch_alias}-v1", "stale_deleted": 0, "carried_over": 0}
-        backend = search_backend(settings)
-        assert ids(backend.bm25("distress signal", SearchFilters(), 3))[0] == alien[1].id
-        broken = [alien[0].model_copy(update={"start_s": float("nan")})]
-        with pytest.raises(RuntimeError, match="1 of 1 events of alien.mkv were refused"):
-            load_elasticsearch(video, broken, None, settings)
+        assert ids(open_index(settings).bm25("distress signal", SearchFilters(), 3))[0] == alien[1].id
+        # An index whose mapping refuses one field's values (made by hand, or by another tool): the good events
+        # go in, and the stage fails saying which were refused, so the task is retried, not silently partial.
+        other = Settings(home=tmp_path / "home", index_backend="elasticsearch",
+                         elasticsearch_alias=f"test-{uuid.uuid4().hex[:8]}-events")
+        strict = event_mapping(DIMS)
+        strict["mappings"]["properties"]["language"] = {"type": "integer"}
+        client.indices.create(index=f"{other.elasticsearch_alias}-v1", **strict)
+        mixed = [alien[0].model_copy(update={"language": "7"}), alien[1].model_copy(update={"language": "en"})]
+        files = stage_files(tmp_path / "mixed", mixed, unit_vectors(2, seed=3))
+        with pytest.raises(DocumentsRefused, match="1 of 2 events of alien.mkv were refused.*language"):
+            load_video(video, files, files, other)
+        assert open_index(other).count("alien") == 1
     finally:
         client.indices.delete(index=f"{settings.elasticsearch_alias}-v1", ignore_unavailable=True)

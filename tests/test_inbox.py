@@ -11,7 +11,8 @@ import pytest
 from cinedex import PIPELINE_VERSION
 from cinedex.pipeline import ingest
 from cinedex.orchestration import inbox
-from cinedex.index.embedded import EmbeddedIndex, indexed_events
+from cinedex.index import open_index
+from cinedex.index.embedded import EmbeddedIndex
 from cinedex.core.model import Event
 from cinedex.sample import clip
 from cinedex.core.settings import Settings
@@ -61,8 +62,8 @@ def test_a_video_already_indexed_by_this_pipeline_version_is_skipped(day_setting
     EmbeddedIndex(day_settings.index_dir).replace_video(bikes.video_id, [
         Event(video_id=bikes.video_id, start_s=0, end_s=5, content="two riders"),
         Event(video_id=bikes.video_id, start_s=5, end_s=10, content="a bend in the road")])
-    assert indexed_events(bikes.video_id, day_settings) == 2
-    assert indexed_events(bikes.video_id, day_settings, pipeline_version=PIPELINE_VERSION + "-next") == 0
+    assert open_index(day_settings).count(bikes.video_id, PIPELINE_VERSION) == 2
+    assert open_index(day_settings).count(bikes.video_id, PIPELINE_VERSION + "-next") == 0
 
     files = by_name(inbox.triage_day(DAY, day_settings))
     assert files["bikes again.mp4"].status == files["bikes.mp4"].status == "skipped"

@@ -1,22 +1,32 @@
 """The cinedex page as a person uses it, in headless Chromium against real Airflow components: log in, upload the
-sample film, wait for its run, search for a spoken phrase, and play the film from the first hit.
+sample film, wait for its run, search for a spoken phrase, play the film from the first hit, and open the film from
+the library.
 
-Airflow runs as it does in a deployment: `api-server`, `scheduler` (LocalExecutor), `dag-processor` and `triggerer`
-as their own processes, on a private PostgreSQL database created for the test and dropped after it
-(tests/airflow_services.py). Screenshots of every
-step are kept in the folder the test prints (CINEDEX_TEST_ARTIFACTS, default .test-artifacts/browser).
+Airflow runs as it does in a deployment: `api-server`, `scheduler`, `dag-processor` and `triggerer` as their own
+processes, on a private PostgreSQL database created for the test and dropped after it (tests/airflow_services.py),
+in two configurations, so every step runs on each:
+
+- `local-embedded`: LocalExecutor and the embedded index;
+- `compose-elasticsearch`: what docker-compose.yaml deploys: CeleryExecutor on Redis with a default-queue worker and
+  a `gpu`-queue worker, and the Elasticsearch index (the test session's Elasticsearch-API server).
+
+Screenshots of every step are kept in the folder the test prints (CINEDEX_TEST_ARTIFACTS, default
+.test-artifacts/browser), a subfolder per configuration.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import time
+import uuid
 from pathlib import Path
 
 import pytest
 from airflow_services import ADMIN, airflow_stack, services_available
 
 from cinedex import cli
+from cinedex.orchestration.dagspec import INDEX_DAG_ID
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -41,12 +51,20 @@ def chromium() -> str:
     return path
 
 
-@pytest.fixture(scope="module")
-def airflow_services(tmp_path_factory):
-    """Airflow's api-server, scheduler (LocalExecutor) and dag-processor, started as in a deployment."""
-    if reason := services_available(redis=False):
+CONFIGURATIONS = ("local-embedded", "compose-elasticsearch")
+GPU_TASKS = {"transcribe", "describe_windows", "summarize_film"}
+
+
+@pytest.fixture(scope="module", params=CONFIGURATIONS)
+def airflow_services(request, tmp_path_factory):
+    """Airflow's api-server, scheduler, dag-processor and triggerer, started as in a deployment: with LocalExecutor
+    and the embedded index, or as the compose file deploys it (CeleryExecutor with a default and a `gpu` worker,
+    Elasticsearch)."""
+    configuration = request.param
+    compose = configuration == "compose-elasticsearch"
+    if reason := services_available(redis=compose):
         required(reason)
-    root = tmp_path_factory.mktemp("airflow-services")
+    root = tmp_path_factory.mktemp(f"airflow-services-{configuration}")
     env = {
         "CINEDEX_HOME": str(root / "cinedex"),
         "CINEDEX_MEDIA_ROOTS": str(root / "cinedex"),
@@ -55,14 +73,43 @@ def airflow_services(tmp_path_factory):
         "CINEDEX_ASR_MODEL": "",
         "AIRFLOW__CORE__PARALLELISM": "4",
     }
-    with airflow_stack(root / "airflow", executor="LocalExecutor", extra_env=env) as stack:
-        stack.wait_for_dags(cli.DAG_ID)
-        yield {"url": stack.url, "home": root, "logs": {name: c.log for name, c in stack.components.items()}}
+    if compose:
+        env.update({
+            "CINEDEX_INDEX_BACKEND": "elasticsearch",
+            "AIRFLOW_CONN_ELASTICSEARCH_DEFAULT": request.getfixturevalue("es_url"),
+            "CINEDEX_ELASTICSEARCH_ALIAS": f"browser-{uuid.uuid4().hex[:8]}",
+        })
+    else:
+        env["CINEDEX_INDEX_BACKEND"] = "embedded"
+    started = time.monotonic()
+    # airflow_stack runs `cinedex airflow-setup` (the `gpu` pool) and, for Celery, starts both workers.
+    with airflow_stack(root / "airflow", executor="CeleryExecutor" if compose else "LocalExecutor",
+                       extra_env=env) as stack:
+        stack.wait_for_dags(INDEX_DAG_ID)
+        yield {"configuration": configuration, "stack": stack, "url": stack.url, "home": root, "env": env,
+               "logs": {name: c.log for name, c in stack.components.items()}}
+    with request.config.pluginmanager.get_plugin("capturemanager").global_and_fixture_disabled():
+        print(f"\nbrowser test, {configuration}: {time.monotonic() - started:.0f} s with Airflow's start and stop")
+
+
+def indexed(services):
+    """The index the deployment's load task wrote, opened here as the page's backend opens it."""
+    if services["env"]["CINEDEX_INDEX_BACKEND"] == "elasticsearch":
+        from elasticsearch import Elasticsearch
+
+        from cinedex.index.elastic import ElasticIndex
+
+        return ElasticIndex(Elasticsearch(services["env"]["AIRFLOW_CONN_ELASTICSEARCH_DEFAULT"]),
+                            alias=services["env"]["CINEDEX_ELASTICSEARCH_ALIAS"])
+    from cinedex.index.embedded import EmbeddedIndex
+
+    return EmbeddedIndex(services["home"] / "cinedex" / "index")
 
 
 @pytest.fixture(scope="module")
-def screenshots(request) -> Path:
-    folder = Path(os.environ.get("CINEDEX_TEST_ARTIFACTS", cli.PROJECT_ROOT / ".test-artifacts")) / "browser"
+def screenshots(request, airflow_services) -> Path:
+    folder = (Path(os.environ.get("CINEDEX_TEST_ARTIFACTS", cli.PROJECT_ROOT / ".test-artifacts")) / "browser"
+              / airflow_services["configuration"])
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     # Past pytest's output capture, so the folder shows in every run's output, passed or not.
@@ -72,7 +119,8 @@ def screenshots(request) -> Path:
 
 
 @pytest.fixture(scope="module")
-def browser_page():
+def browser_page(airflow_services):
+    """A fresh browser for each configuration: no login cookie carried over (cookies ignore the port)."""
     playwright_api = pytest.importorskip("playwright.sync_api")
     executable = chromium()
     with playwright_api.sync_playwright() as playwright:
@@ -116,6 +164,16 @@ def test_upload_index_search_and_play_from_the_hit(airflow_services, browser_pag
     assert state == "success", page.inner_text("#run") + "\n" + airflow_services["logs"]["scheduler"].read_text()[-3000:]
     assert page.inner_text("#run-stage") == "write_report"
     assert page.locator("#run-tasks tr[data-task=load] .state").inner_text() == "success"
+    if airflow_services["configuration"] == "compose-elasticsearch":
+        # As deployed: speech (and vision) on the `gpu` worker through the `gpu` pool, the rest on the default one.
+        stack = airflow_services["stack"]
+        run_id = page.inner_text("#run-id").strip()
+        ran = [t for t in stack.task_instances(INDEX_DAG_ID, run_id) if t["state"] == "success"]
+        assert "transcribe" in {t["task_id"] for t in ran}, stack.describe(INDEX_DAG_ID, run_id)
+        for ti in ran:
+            on_gpu = ti["task_id"] in GPU_TASKS
+            assert (ti["queue"], ti["pool"]) == (("gpu", "gpu") if on_gpu else ("default", "default_pool")), ti
+            assert ti["hostname"] == ("gpu-worker" if on_gpu else "default-worker"), ti
 
     # Search for a phrase said in the film; the first hit is where it is said.
     page.click("button[data-tab=search]")
@@ -140,19 +198,23 @@ def test_upload_index_search_and_play_from_the_hit(airflow_services, browser_pag
     assert start - 0.05 <= played < start + 1.5
     shot("07-playing-from-hit")
 
-    # The film view and its report come from the same run.
+    # The library lists the film, and its film view (timeline, speakers, events) comes from the same run and index.
     page.click("button[data-tab=library]")
+    page.locator("#library-table button.link").first.wait_for(timeout=30_000)
+    assert page.locator("#library-table tbody tr").count() == 1
+    shot("08-library-with-the-film")
     page.locator("#library-table button.link").first.click()
-    page.wait_for_selector("#timeline .bar.asr")
+    page.wait_for_selector("#timeline .bar.asr", timeout=30_000)
     assert "Yankee" in page.inner_text("#film-speakers")
-    shot("08-film-view")
+    events_shown = page.locator("#event-table tbody tr")
+    assert events_shown.count() > 0 and "Yankee" in page.inner_text("#event-table")
+    shot("09-film-view")
 
     # What a model writes is shown as text: a hostile visual event added to the film's indexed events.
-    from cinedex.index.embedded import EmbeddedIndex
     from cinedex.core.model import Event
 
     hostile = '<img src=x onerror="window.pwned=1"><script>window.pwned=1</script>'
-    index = EmbeddedIndex(airflow_services["home"] / "cinedex" / "index")
+    index = indexed(airflow_services)
     video_id = first.get_attribute("data-video")
     said = index.video_events(video_id)
     index.replace_video(video_id, [*said, Event(video_id=video_id, start_s=3.0, end_s=5.0, source="vision",
@@ -169,5 +231,5 @@ def test_upload_index_search_and_play_from_the_hit(airflow_services, browser_pag
     page.select_option("#filter-source", "vision")
     row = page.locator("#event-table tbody tr").first
     assert "<script>window.pwned=1</script>" in row.inner_text() and row.locator("img, script").count() == 0
-    shot("09-hostile-text-shown-as-text")
+    shot("10-hostile-text-shown-as-text")
     assert page.evaluate("window.pwned") is None

@@ -12,26 +12,28 @@ import re
 import jsonschema
 import pytest
 
-from cinedex.pipeline import vision
-from cinedex.core.model import Event, VisualMoment, WindowAnswer, vision_json_schema
+from cinedex.core.model import VISUAL_MOMENT_FIELDS, Event, VisualMoment, WindowAnswer, vision_json_schema
+from cinedex.pipeline.vision.moments import moments_to_events
+from cinedex.pipeline.vision.prompt import fit_frame_times, marker_times
+from cinedex.pipeline.vision.schema import VisionOptions, parse_answer, window_schema
+from cinedex.pipeline.vision.transformers_backend import TransformersBackend, load_model
 from cinedex.pipeline.windows import Window, WindowFrame
 
 # Small caps keep the random model's answers short; the grammar, not the model, makes them end.
-OPTIONS = vision.VisionOptions(max_new_tokens=1200, max_text_chars=12, max_list_items=2, max_moments=2,
-                               context_tokens=512)
+OPTIONS = VisionOptions(max_new_tokens=1200, max_text_chars=12, max_list_items=2, max_moments=2, context_tokens=512)
 MARKER = re.compile(r"<(\d+\.\d) seconds>")
 
 
 @pytest.fixture
-def backend(tiny_vision_model) -> vision.TransformersBackend:
-    return vision.TransformersBackend(str(tiny_vision_model))
+def backend(tiny_vision_model) -> TransformersBackend:
+    return TransformersBackend(str(tiny_vision_model))
 
 
 # --- schema ------------------------------------------------------------------------------------------------------
 
 
 def test_visual_moment_is_derived_from_event():
-    assert list(VisualMoment.model_fields) == list(vision.VISUAL_MOMENT_FIELDS)
+    assert list(VisualMoment.model_fields) == list(VISUAL_MOMENT_FIELDS)
     for name, field in VisualMoment.model_fields.items():
         assert field.annotation == Event.model_fields[name].annotation
         assert field.description == Event.model_fields[name].description
@@ -56,7 +58,7 @@ def test_prompt_carries_film_time_markers(backend, windows):
     pairs = [times[i:i + 2] if len(times[i:i + 2]) == 2 else [times[i]] * 2 for i in range(0, len(times), 2)]
     expected = [f"{(a + b) / 2:.1f}" for a, b in pairs]
     assert MARKER.findall(prompt) == expected
-    assert expected == [f"{t:.1f}" for t in vision.marker_times(times, window.source_fps)]
+    assert expected == [f"{t:.1f}" for t in marker_times(times, window.source_fps)]
     assert all(window.start_s <= float(t) <= window.end_s for t in expected)
     assert prompt.count("<|vision_start|>") == len(pairs) == int(inputs["video_grid_thw"][0][0])
     # Dialogue goes in with its film times, and the chat template framed the turns.
@@ -80,8 +82,8 @@ def test_without_alignment_the_frames_carry_no_times(backend, windows):
 
 
 def test_frames_are_thinned_to_the_budget():
-    assert vision.fit_frame_times([0.0, 1.0, 2.0], 1000) == [0, 1, 2]
-    kept = vision.fit_frame_times([float(i) for i in range(100)], 64)  # 64 tokens: 4 pairs of 16 tokens
+    assert fit_frame_times([0.0, 1.0, 2.0], 1000) == [0, 1, 2]
+    kept = fit_frame_times([float(i) for i in range(100)], 64)  # 64 tokens: 4 pairs of 16 tokens
     assert len(kept) == 8 and kept[0] == 0 and kept[-1] == 99
 
 
@@ -94,10 +96,10 @@ def test_answer_is_schema_valid_and_events_lie_inside_the_window(backend, window
     window = windows[0]
     [result] = backend.describe([window], OPTIONS)
     assert result.window_index == 0 and not result.error, result.error
-    _, schema = vision.window_schema(window, OPTIONS)
+    _, schema = window_schema(window, OPTIONS)
     jsonschema.validate(json.loads(result.raw, strict=False), schema)
     assert isinstance(result.answer, WindowAnswer) and result.answer.moments
-    events, quarantined = vision.moments_to_events("film", window, result.answer, sampling.shots)
+    events, quarantined = moments_to_events("film", window, result.answer, sampling.shots)
     assert len(events) + len(quarantined) == len(result.answer.moments)
     for event in events:
         assert window.start_s <= event.start_s < event.end_s <= window.end_s
@@ -109,10 +111,10 @@ def test_answer_is_schema_valid_and_events_lie_inside_the_window(backend, window
 
 @pytest.mark.slow
 def test_model_is_loaded_once_for_two_calls(tiny_vision_model, windows):
-    vision.load_model.cache_clear()
-    first = vision.TransformersBackend(str(tiny_vision_model)).describe(windows[:1], OPTIONS)
-    second = vision.TransformersBackend(str(tiny_vision_model)).describe(windows[:1], OPTIONS)
-    info = vision.load_model.cache_info()
+    load_model.cache_clear()
+    first = TransformersBackend(str(tiny_vision_model)).describe(windows[:1], OPTIONS)
+    second = TransformersBackend(str(tiny_vision_model)).describe(windows[:1], OPTIONS)
+    info = load_model.cache_info()
     assert info.misses == 1 and info.hits >= 1
     # Greedy decoding: the same window gets the same answer.
     assert first[0].raw == second[0].raw
@@ -124,7 +126,7 @@ def test_two_windows_in_one_batch(backend, windows):
     assert [r.window_index for r in results] == [0, 1]
     for window, result in zip(windows, results):
         assert result.answer is not None, result.error
-        _, schema = vision.window_schema(window, OPTIONS)
+        _, schema = window_schema(window, OPTIONS)
         jsonschema.validate(json.loads(result.raw, strict=False), schema)  # each window its own bounds
         for moment in result.answer.moments:
             assert window.start_s <= moment.start_s <= window.end_s
@@ -136,7 +138,7 @@ def test_two_windows_in_one_batch(backend, windows):
 
 def _moment(start_s, end_s, event="A rabbit jumps.", **fields) -> VisualMoment:
     empty = {name: ([] if Event.model_fields[name].annotation == list[str] else "")
-             for name in vision.VISUAL_MOMENT_FIELDS}
+             for name in VISUAL_MOMENT_FIELDS}
     return VisualMoment(**{**empty, "scene_type": "action", **fields, "start_s": start_s, "end_s": end_s,
                            "event": event})
 
@@ -158,7 +160,7 @@ def _hand_window() -> Window:
     (9.8, 9.9, (10.0, 12.0)),     # both clamped onto the start, then extended to the next frame
 ])
 def test_times_are_repaired(start, end, expected):
-    events, quarantined = vision.moments_to_events("film", _hand_window(), WindowAnswer(moments=[_moment(start, end)]))
+    events, quarantined = moments_to_events("film", _hand_window(), WindowAnswer(moments=[_moment(start, end)]))
     assert not quarantined
     [event] = events
     assert (event.start_s, event.end_s) == pytest.approx(expected)
@@ -172,7 +174,7 @@ def test_times_are_repaired(start, end, expected):
     (20.3, 20.2, "zero-length"),
 ])
 def test_unrepairable_times_are_quarantined(start, end, reason):
-    events, quarantined = vision.moments_to_events("film", _hand_window(), WindowAnswer(moments=[_moment(start, end)]))
+    events, quarantined = moments_to_events("film", _hand_window(), WindowAnswer(moments=[_moment(start, end)]))
     assert events == []
     [item] = quarantined
     assert reason in item.reason and item.window_index == 3 and item.moment["start_s"] == start
@@ -180,7 +182,7 @@ def test_unrepairable_times_are_quarantined(start, end, reason):
 
 def test_a_moment_without_description_is_quarantined_and_the_rest_kept():
     answer = WindowAnswer(moments=[_moment(11.0, 12.0, event=""), _moment(12.0, 13.0, action="running", event="")])
-    events, quarantined = vision.moments_to_events("film", _hand_window(), answer)
+    events, quarantined = moments_to_events("film", _hand_window(), answer)
     assert [e.content for e in events] == ["running"]
     assert "no description" in quarantined[0].reason
 
@@ -190,7 +192,7 @@ def test_events_take_the_shot_of_their_midpoint(sampled_film):
     shot = sampling.shots[2]
     window = Window(index=0, start_s=0.0, end_s=sampling.shots[-1].end_s, shot_ids=[], frames=[], source_fps=25)
     answer = WindowAnswer(moments=[_moment(shot.start_s, shot.end_s)])
-    [event], _ = vision.moments_to_events("film", window, answer, sampling.shots)
+    [event], _ = moments_to_events("film", window, answer, sampling.shots)
     assert event.shot_id == shot.shot_id and event.thumbnail == shot.thumbnail
 
 
@@ -198,7 +200,7 @@ def test_parse_answer_tolerates_control_characters():
     raw = json.dumps({"moments": [_moment(11.0, 12.0).model_dump()]}).replace("A rabbit", "A\x12rabbit")
     with pytest.raises(ValueError):
         WindowAnswer.model_validate_json(raw)
-    assert vision.parse_answer(raw).moments[0].event == "A rabbit jumps."
+    assert parse_answer(raw).moments[0].event == "A rabbit jumps."
 
 
 def test_a_window_without_frames_gets_an_error_not_a_call(backend):
@@ -217,8 +219,8 @@ def test_a_single_frame_window_is_sent_as_a_still_pair(backend, windows):
 
 def test_grammar_caps_are_optional():
     window = Window(index=0, start_s=1.0, end_s=2.0, shot_ids=[], frames=[], source_fps=25)
-    _, capped = vision.window_schema(window, OPTIONS)
-    _, uncapped = vision.window_schema(window, OPTIONS.model_copy(update={"max_text_chars": 0}))
+    _, capped = window_schema(window, OPTIONS)
+    _, uncapped = window_schema(window, OPTIONS.model_copy(update={"max_text_chars": 0}))
     assert capped["$defs"]["VisualMoment"]["properties"]["event"]["maxLength"] == 12
     assert "maxLength" not in uncapped["$defs"]["VisualMoment"]["properties"]["event"]
     assert uncapped["properties"]["moments"]["maxItems"] == OPTIONS.max_moments

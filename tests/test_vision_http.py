@@ -17,6 +17,10 @@ import jsonschema
 import pytest
 
 from cinedex.pipeline import vision
+from cinedex.pipeline.vision.http_backend import OpenAIBackend, VisionEndpointError
+from cinedex.pipeline.vision.prompt import frame_images, system_prompt, user_text
+from cinedex.pipeline.vision.schema import WindowResult, window_schema
+from cinedex.pipeline.windows import WINDOWS_FILE, WindowPlan
 from cinedex.core.model import WindowAnswer
 from cinedex.core.settings import Settings
 from test_vision import MARKER, OPTIONS
@@ -81,8 +85,8 @@ def server(tiny_vision_model, tmp_path_factory):
 
 
 @pytest.fixture
-def backend(server) -> vision.OpenAIBackend:
-    return vision.OpenAIBackend(server.url, "tiny-qwen3vl", tries=3, backoff_s=0.05)
+def backend(server) -> OpenAIBackend:
+    return OpenAIBackend(server.url, "tiny-qwen3vl", tries=3, backoff_s=0.05)
 
 
 def test_answer_is_schema_valid_and_inside_the_window(backend, windows):
@@ -90,7 +94,7 @@ def test_answer_is_schema_valid_and_inside_the_window(backend, windows):
     [result] = backend.describe([window], OPTIONS)
     assert result.window_index == 0 and not result.error, result.error
     assert isinstance(result.answer, WindowAnswer) and result.answer.moments
-    _, schema = vision.window_schema(window, OPTIONS)
+    _, schema = window_schema(window, OPTIONS)
     jsonschema.validate(json.loads(result.raw, strict=False), schema)
     bounds = schema["$defs"]["VisualMoment"]["properties"]["start_s"]
     assert (bounds["minimum"], bounds["maximum"]) == (window.start_s, window.end_s)
@@ -107,14 +111,14 @@ def test_server_receives_frames_with_their_film_times(backend, server, windows, 
     assert result.answer is not None, result.error
     received = server.requests()[-1]
     system, user = received["messages"]
-    assert system["content"] == vision.system_prompt()
-    before, after = vision.user_text(window, aligned)
+    assert system["content"] == system_prompt()
+    before, after = user_text(window, aligned)
     parts = user["content"]
     assert parts[0] == {"type": "text", "text": before} and parts[-1] == {"type": "text", "text": after}
     images = [i for i, p in enumerate(parts) if p["type"] == "image_url"]
     assert len(images) >= 4
     expected = [f"{round(t * window.source_fps) / window.source_fps:.1f}"
-                for t, _ in vision.frame_images(window, options)]
+                for t, _ in frame_images(window, options)]
     if aligned:
         # Each image right after its marker, the frame's film time, inside the window.
         assert [MARKER.fullmatch(parts[i - 1]["text"]).group(1) for i in images] == expected
@@ -122,7 +126,7 @@ def test_server_receives_frames_with_their_film_times(backend, server, windows, 
         assert MARKER.findall(received["prompt"]) == expected  # and so in the prompt the model was given
     else:
         assert MARKER.findall(received["prompt"]) == [] and images == list(range(1, len(parts) - 1))
-    assert received["response_format"]["json_schema"]["schema"] == vision.window_schema(window, options)[1]
+    assert received["response_format"]["json_schema"]["schema"] == window_schema(window, options)[1]
     assert received["max_tokens"] == options.max_new_tokens and received["temperature"] == options.temperature
 
 
@@ -136,32 +140,32 @@ def test_transient_errors_are_retried(backend, server, windows):
 
 def test_persistent_errors_fail_clearly_after_retries(backend, server, windows):
     server.fail_next(500, 500, 500)
-    with pytest.raises(vision.VisionEndpointError, match=r"failed after 3 tries: HTTP 500"):
+    with pytest.raises(VisionEndpointError, match=r"failed after 3 tries: HTTP 500"):
         backend.describe(windows[:1], OPTIONS)
 
 
 def test_a_killed_server_fails_clearly_after_retries(tiny_vision_model, tmp_path, windows):
     doomed = Server(tiny_vision_model, tmp_path / "server.log")
     doomed.stop()
-    backend = vision.OpenAIBackend(doomed.url, "tiny-qwen3vl", tries=3, backoff_s=0.05)
-    with pytest.raises(vision.VisionEndpointError, match=r"failed after 3 tries: ConnectError"):
+    backend = OpenAIBackend(doomed.url, "tiny-qwen3vl", tries=3, backoff_s=0.05)
+    with pytest.raises(VisionEndpointError, match=r"failed after 3 tries: ConnectError"):
         backend.describe(windows[:1], OPTIONS)
 
 
 def test_describe_batch_through_the_endpoint_writes_checkpoints(server, windows, tiny_vision_model, tmp_path):
-    plan = vision.WindowPlan(windows=windows, batches=[[0, 1]])
+    plan = WindowPlan(windows=windows, batches=[[0, 1]])
     results = {}
     for name, endpoint in (("http", server.url), ("local", "")):
         windows_dir = tmp_path / name
         windows_dir.mkdir()
-        (windows_dir / vision.WINDOWS_FILE).write_text(plan.model_dump_json())
+        (windows_dir / WINDOWS_FILE).write_text(plan.model_dump_json())
         settings = Settings(home=tmp_path / "home", vision_model=str(tiny_vision_model), vision_endpoint=endpoint,
                             vision_context_tokens=2048, vision_max_new_tokens=256)
         count = len(server.requests())
         folder = vision.describe_batch(windows_dir, 0, settings)
         assert folder == vision.results_dir(windows_dir, settings)
         assert len(server.requests()) == count + (2 if endpoint else 0)
-        results[name] = {p.name: vision.WindowResult.model_validate_json(p.read_text())
+        results[name] = {p.name: WindowResult.model_validate_json(p.read_text())
                          for p in sorted(folder.glob("window_*.json"))}
         # A resumed task finds every window done and calls nothing.
         vision.describe_batch(windows_dir, 0, settings)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import random
+from pathlib import Path
 
 import pytest
 
-from cinedex.pipeline.asr import Transcript, Utterance
+from cinedex.core.settings import Settings
+from cinedex.pipeline.asr import TRANSCRIPT_FILE, Transcript, Utterance
 from cinedex.pipeline.frames import FrameSampling, SampledFrame, Shot
-from cinedex.pipeline.windows import (AIRFLOW_MAX_MAP_LENGTH, QWEN3_VL_VIDEO_MAX_PIXELS, Window, batches, build_windows, max_frames_for,
-                             tokens_per_frame_pair, visual_tokens, windows_per_batch)
+from cinedex.pipeline.windows import (AIRFLOW_MAX_MAP_LENGTH, PROMPT_TOKENS, QWEN3_VL_VIDEO_MAX_PIXELS, Window, batches,
+                                      build_windows, load_plan, max_frames_for, plan_windows, tokens_per_frame_pair,
+                                      visual_tokens, windows_per_batch)
 
 TARGET_S, MAX_S = 8.0, 12.0
 
@@ -183,3 +187,37 @@ def test_bad_arguments_and_empty_films():
         build_windows(empty, None, 25.0, 240, 120, 100)
     with pytest.raises(ValueError):
         batches([], 0)
+
+
+# --- the windows stage --------------------------------------------------------------------------------------------
+
+
+def test_the_windows_stage_is_cached_and_keyed_by_its_inputs_and_settings(film, tmp_path, caplog):
+    video, sampling = film
+    frames_dir = Path(sampling.frames[0].path).parents[1]  # the frames stage's folder: sampling.json, frames/
+    transcript = _transcript((1.0, 3.0), (9.0, 10.0), (20.0, 22.0))
+    transcript_dir = tmp_path / "transcript-aaaa"
+    transcript_dir.mkdir()
+    (transcript_dir / TRANSCRIPT_FILE).write_text(transcript.model_dump_json())
+    settings = Settings(home=tmp_path / "home", window_target_s=TARGET_S, window_max_s=MAX_S, vision_batch_size=2)
+
+    folder = plan_windows(video, frames_dir, transcript_dir, settings)
+    plan = load_plan(folder)
+    max_frames = max_frames_for(settings.vision_context_tokens, sampling.width, sampling.height,
+                                prompt_tokens=PROMPT_TOKENS, max_new_tokens=settings.vision_max_new_tokens)
+    assert plan.windows == build_windows(sampling, transcript, video.info.fps, TARGET_S, MAX_S, max_frames)
+    assert plan.batches == [[w.index for w in b] for b in batches(plan.windows, 2)] and len(plan.batches) >= 2
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["params"]["upstream"] == [frames_dir.name, transcript_dir.name]
+    assert manifest["params"]["target_s"] == TARGET_S and manifest["params"]["windows_per_task"] == 2
+
+    with caplog.at_level("INFO", logger="cinedex.core.artifacts"):
+        assert plan_windows(video, frames_dir, transcript_dir, settings) == folder
+    assert "cached result" in caplog.text
+    # Another transcript, or other settings, make another folder.
+    other = tmp_path / "transcript-bbbb"
+    other.mkdir()
+    (other / TRANSCRIPT_FILE).write_text(transcript.model_dump_json())
+    assert plan_windows(video, frames_dir, other, settings) != folder
+    wider = settings.model_copy(update={"vision_batch_size": 3})
+    assert plan_windows(video, frames_dir, transcript_dir, wider) != folder

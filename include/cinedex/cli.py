@@ -10,12 +10,13 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import TextIO
 
 from cinedex.core.mediatime import MediaTime
 from cinedex.core.model import SearchFilters
 from cinedex.core.settings import Settings
+from cinedex.orchestration.dagspec import INDEX_DAG_ID
 
-DAG_ID = "cinedex_index_video"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -43,12 +44,12 @@ def run_index_dag(video: Path, conf: dict) -> str:
     """Runs `cinedex_index_video` on one video with `dag.test()`; returns the run's final state."""
     from airflow.dag_processing.dagbag import DagBag
 
-    dag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"]).get_dag(DAG_ID)
+    dag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"]).get_dag(INDEX_DAG_ID)
     run = dag.test(run_conf={"video": str(video), **conf})
     return str(run.state)
 
 
-def cmd_index(args: argparse.Namespace) -> int:
+def cmd_index(args: argparse.Namespace, results: TextIO) -> int:
     settings = Settings()
     airflow_environment(settings)
     conf = {k: v for k, v in {"language": args.language, "asr_model": args.asr_model,
@@ -65,40 +66,40 @@ def cmd_index(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def cmd_airflow_setup(args: argparse.Namespace) -> int:
+def cmd_airflow_setup(args: argparse.Namespace, results: TextIO) -> int:
     from cinedex.orchestration.airflow_setup import set_up_airflow
 
     # The password comes from the environment, never the command line, which other users can read.
     given = {"elasticsearch_url": args.elasticsearch_url} if args.elasticsearch_url else {}
     for line in set_up_airflow(Settings(), admin_password=os.environ.get("CINEDEX_ADMIN_PASSWORD", ""), **given):
-        print(line)
+        print(line, file=results)
     return 0
 
 
-def cmd_search(args: argparse.Namespace) -> int:
+def cmd_search(args: argparse.Namespace, results: TextIO) -> int:
     from cinedex.index.search import search
 
     filters = SearchFilters(video_id=args.video, start_s=args.start, end_s=args.end, scene_type=args.scene_type,
                             speaker=args.speaker, character=args.character)
     hits = search(args.query, Settings(), filters, limit=args.limit, backend=args.backend, mode=args.mode)
     if args.json:
-        print(json.dumps([hit.model_dump() for hit in hits], indent=2, ensure_ascii=False))
+        print(json.dumps([hit.model_dump() for hit in hits], indent=2, ensure_ascii=False), file=results)
         return 0
     if not hits:
-        print(f"no hits for {args.query!r}")
+        print(f"no hits for {args.query!r}", file=results)
     for rank, hit in enumerate(hits, 1):
         who = hit.speaker or hit.scene_type
         span = f"{MediaTime(hit.start_s).timecode()}-{MediaTime(hit.end_s).timecode()}"
         print(f"{rank:2d}. {span}  [{who}]  {hit.content}"
-              f"   (video {hit.video_id[:12]}, {'+'.join(hit.matched_by)} {hit.score:.3f})")
+              f"   (video {hit.video_id[:12]}, {'+'.join(hit.matched_by)} {hit.score:.3f})", file=results)
     return 0
 
 
-def cmd_sample_film(args: argparse.Namespace) -> int:
+def cmd_sample_film(args: argparse.Namespace, results: TextIO) -> int:
     from cinedex.sample import build_sample_film
 
     film = build_sample_film(Path(args.out) if args.out else Settings().home / "sample")
-    print(film.path)
+    print(film.path, file=results)
     return 0
 
 
@@ -141,10 +142,18 @@ def main(argv: list[str] | None = None) -> int:
     sample.set_defaults(run=cmd_sample_film)
 
     args = parser.parse_args(argv)
-    # Indexing reports its progress; a search prints its hits and nothing else unless something is wrong.
-    level = logging.INFO if args.command == "index" else logging.WARNING
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return args.run(args)
+    # A command's results, and only they, go to standard output, so a script can read them (`search --json`).
+    # Everything else that is printed or logged, by cinedex or by a library (Airflow, the Elasticsearch client,
+    # the models), goes to standard error; libraries that configure their logging on import then pick that up.
+    results, sys.stdout = sys.stdout, sys.stderr
+    try:
+        # Indexing reports its progress; a search prints its hits and nothing else unless something is wrong.
+        level = logging.INFO if args.command == "index" else logging.WARNING
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+        return args.run(args, results)
+    finally:
+        results.flush()
+        sys.stdout = results
 
 
 if __name__ == "__main__":

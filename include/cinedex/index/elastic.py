@@ -25,7 +25,7 @@ import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -38,17 +38,12 @@ from elasticsearch import (
     NotFoundError,
     helpers,
 )
-from pydantic import BaseModel, Field
 
 from cinedex import PIPELINE_VERSION
-from cinedex.core.model import Event, SearchFilters
-
-if TYPE_CHECKING:
-    from cinedex.pipeline.ingest import IngestedVideo
-    # The embedded backend's weighting, so both backends rank alike.
-from cinedex.index.search import (FIELD_BOOSTS, FIELD_TIE_BREAKER, HIGHLIGHT_FIELDS, HIGHLIGHT_MAX_CHARS, PHRASE_BOOST,
-                            PHRASE_FIELDS, PHRASE_SLOP)
-from cinedex.core.settings import Settings
+from cinedex.core.model import EVENT_FIELDS, Condition, Event, EventFields, SearchFilters
+# The embedded backend's weighting, so both backends rank alike.
+from cinedex.index.embedded import FIELD_TIE_BREAKER, HIGHLIGHT_MAX_CHARS, PHRASE_BOOST, PHRASE_SLOP
+from cinedex.index.protocol import FailedDocument, LoadReport
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +53,6 @@ DEFAULT_DIMS = 384
 DEFAULT_PORT = 9200
 
 EMBEDDING_FIELD = "embedding"
-TEXT_FIELDS = tuple(Event.text_fields())
-# Free text that is also a name: searched as words, filtered whole through its `.keyword` subfield.
-NAME_FIELDS = ("speaker", "characters")
-# Shown with a hit, never searched or filtered by.
-STORED_ONLY_FIELDS = ("thumbnail",)
 CJK_SUBFIELD = "cjk"
 EXACT_SUBFIELD = "keyword"
 
@@ -112,31 +102,33 @@ def _scalar_type(annotation: Any) -> type | None:
     return annotation if annotation in (str, float, int) else None
 
 
-def _field_mapping(name: str, annotation: Any) -> dict:
-    if name in TEXT_FIELDS:
+def _field_mapping(name: str, annotation: Any, fields: EventFields) -> dict:
+    """Free text in English (plus a CJK subfield), a name also filtered whole through its `.keyword` subfield,
+    keywords and media times by their type, stored-only fields unindexed."""
+    if name in fields.text:
         subfields: dict[str, dict] = {CJK_SUBFIELD: {"type": "text", "analyzer": "cjk"}}
-        if name in NAME_FIELDS:
+        if name in fields.names:
             subfields[EXACT_SUBFIELD] = {"type": "keyword"}
         return {"type": "text", "analyzer": "english", "fields": subfields}
-    if name in STORED_ONLY_FIELDS:
-        return {"type": "keyword", "index": False}
     scalar = _scalar_type(annotation)
-    if scalar is str:
-        return {"type": "keyword"}
-    if scalar is float:
-        return {"type": "float"}
-    if scalar is int:
-        return {"type": "integer"}
-    raise TypeError(f"Event.{name} is {annotation!r}, a type the Elasticsearch mapping does not know")
+    kinds = {str: "keyword", float: "float", int: "integer"}
+    if scalar not in kinds:
+        raise TypeError(f"{fields.model.__name__}.{name} is {annotation!r}, a type the Elasticsearch mapping does "
+                        "not know")
+    mapping = {"type": kinds[scalar]}
+    if name in fields.stored_only:
+        mapping["index"] = False
+    return mapping
 
 
-def event_mapping(dims: int = DEFAULT_DIMS) -> dict:
-    """Settings and mappings of an event index, derived from `Event`'s fields, plus the `dims`-wide embedding."""
-    misplaced = [n for n in NAME_FIELDS if n not in TEXT_FIELDS]
-    misplaced += [n for n in STORED_ONLY_FIELDS if n not in Event.model_fields]
-    if misplaced or EMBEDDING_FIELD in Event.model_fields:
-        raise RuntimeError(f"Elasticsearch mapping out of step with Event: {misplaced}, or {EMBEDDING_FIELD!r} taken")
-    properties = {name: _field_mapping(name, field.annotation) for name, field in Event.model_fields.items()}
+def event_mapping(dims: int = DEFAULT_DIMS, fields: EventFields = EVENT_FIELDS) -> dict:
+    """Settings and mappings of an event index, derived from the event model's field roles, plus the `dims`-wide
+    embedding."""
+    if EMBEDDING_FIELD in fields.roles:
+        raise RuntimeError(f"{fields.model.__name__} has a field {EMBEDDING_FIELD!r}, which the mapping keeps for "
+                           "the embedding")
+    properties = {name: _field_mapping(name, field.annotation, fields)
+                  for name, field in fields.model.model_fields.items()}
     properties[EMBEDDING_FIELD] = {"type": "dense_vector", "dims": dims, "index": True, "similarity": "cosine"}
     return {
         "settings": {"index": {"refresh_interval": "-1"}},
@@ -149,39 +141,38 @@ def versioned_index(alias: str, pipeline_version: str) -> str:
     return f"{alias}-v{pipeline_version}"
 
 
-def filter_clauses(filters: SearchFilters) -> list[dict]:
-    """The filters as Elasticsearch filter clauses: exact terms, and a time range kept by overlap."""
-    clauses: list[dict] = []
-    for field, value in (("video_id", filters.video_id), ("scene_type", filters.scene_type),
-                         (f"speaker.{EXACT_SUBFIELD}", filters.speaker),
-                         (f"characters.{EXACT_SUBFIELD}", filters.character)):
-        if value is not None:
-            clauses.append({"term": {field: value}})
-    if filters.start_s is not None:
-        clauses.append({"range": {"end_s": {"gt": filters.start_s}}})
-    if filters.end_s is not None:
-        clauses.append({"range": {"start_s": {"lt": filters.end_s}}})
-    return clauses
+def filter_clause(condition: Condition, fields: EventFields = EVENT_FIELDS) -> dict:
+    """One filter as an Elasticsearch filter clause: an exact term (a name through its keyword subfield), or a
+    range."""
+    if condition.op == "==":
+        field = f"{condition.field}.{EXACT_SUBFIELD}" if condition.field in fields.names else condition.field
+        return {"term": {field: condition.value}}
+    return {"range": {condition.field: {"gt" if condition.op == ">" else "lt": condition.value}}}
 
 
-def _boosted(names: tuple[str, ...]) -> list[str]:
+def filter_clauses(filters: SearchFilters, fields: EventFields = EVENT_FIELDS) -> list[dict]:
+    return [filter_clause(condition, fields) for condition in filters.conditions()]
+
+
+def _boosted(names: tuple[str, ...], fields: EventFields) -> list[str]:
     """Each field and its CJK subfield, with the field's boost."""
-    return [f"{field}^{FIELD_BOOSTS.get(name, 1.0)}" for name in names for field in (name, f"{name}.{CJK_SUBFIELD}")]
+    return [f"{field}^{fields.boosts[name]}" for name in names for field in (name, f"{name}.{CJK_SUBFIELD}")]
 
 
-HIGHLIGHT = {
-    "pre_tags": ["<b>"],
-    "post_tags": ["</b>"],
-    "encoder": "html",  # the snippet is HTML: the event's own text is escaped
-    "number_of_fragments": 1,
-    "fragment_size": HIGHLIGHT_MAX_CHARS,
-    "fields": {field: {} for name in HIGHLIGHT_FIELDS for field in (name, f"{name}.{CJK_SUBFIELD}")},
-}
+def highlight_request(fields: EventFields) -> dict:
+    return {
+        "pre_tags": ["<b>"],
+        "post_tags": ["</b>"],
+        "encoder": "html",  # the snippet is HTML: the event's own text is escaped
+        "number_of_fragments": 1,
+        "fragment_size": HIGHLIGHT_MAX_CHARS,
+        "fields": {field: {} for name in fields.highlight_order for field in (name, f"{name}.{CJK_SUBFIELD}")},
+    }
 
 
-def _snippet(highlight: dict[str, list[str]]) -> str:
-    """The fragment of the first highlighted field, in HIGHLIGHT_FIELDS order."""
-    for name in HIGHLIGHT_FIELDS:
+def _snippet(highlight: dict[str, list[str]], fields: EventFields) -> str:
+    """The fragment of the first highlighted field, in highlight order."""
+    for name in fields.highlight_order:
         for field in (name, f"{name}.{CJK_SUBFIELD}"):
             if highlight.get(field):
                 return highlight[field][0]
@@ -269,20 +260,6 @@ class LoadOptions:
     outage_timeout_s: float = 60.0
 
 
-class FailedDocument(BaseModel):
-    id: str
-    status: int
-    reason: str
-
-
-class LoadReport(BaseModel):
-    index: str
-    indexed: int = Field(description="Documents of the video written.")
-    failed: list[FailedDocument] = Field(default_factory=list, description="Documents refused, with why.")
-    stale_deleted: int = Field(0, description="The video's documents deleted for not being in the new set.")
-    carried_over: int = Field(0, description="Other videos' documents copied from an older version's index.")
-
-
 def _error_reason(error: Any) -> str:
     if isinstance(error, dict):
         return f"{error.get('type', 'error')}: {error.get('reason', '')}"
@@ -301,11 +278,15 @@ def _version_key(version: str) -> tuple[int, ...]:
 
 
 class ElasticIndex:
-    """Events in Elasticsearch: loaded a video at a time, searched by BM25 and kNN through `alias`."""
+    """The Elasticsearch backend: events loaded a video at a time, searched by BM25 and kNN through `alias`."""
+
+    name = "elasticsearch"
 
     def __init__(self, client: Elasticsearch, alias: str = DEFAULT_ALIAS, dims: int = DEFAULT_DIMS,
-                 pipeline_version: str = PIPELINE_VERSION, options: LoadOptions = LoadOptions()) -> None:
+                 pipeline_version: str = PIPELINE_VERSION, options: LoadOptions = LoadOptions(),
+                 fields: EventFields = EVENT_FIELDS) -> None:
         self.client = client
+        self.fields = fields
         self.alias = alias
         self.dims = dims
         self.pipeline_version = pipeline_version
@@ -319,7 +300,11 @@ class ElasticIndex:
     # --- loading
 
     def replace_video(self, video_id: str, events: list[Event], vectors: np.ndarray | None = None) -> LoadReport:
-        """Makes the index hold exactly `events` for the video; `vectors` row i is events[i]'s embedding."""
+        """Makes the index hold exactly `events` for the video; `vectors` row i is events[i]'s embedding. The
+        index is made on the first load, as wide as its vectors."""
+        if vectors is not None and vectors.ndim == 2 and not self._retrying(
+                lambda: self.client.indices.exists(index=self.index)):
+            self.dims = int(vectors.shape[1])
         for event in events:
             if event.video_id != video_id:
                 raise ValueError(f"event {event.id} belongs to video {event.video_id!r}, not {video_id!r}")
@@ -378,24 +363,26 @@ class ElasticIndex:
         def read() -> list[Event]:
             hits = helpers.scan(self.client, index=self.alias, query={"query": {"term": {"video_id": video_id}}},
                                 source_excludes=[EMBEDDING_FIELD], ignore_unavailable=True)
-            return [Event.model_validate(hit["_source"]) for hit in hits]
+            return [self.fields.model.model_validate(hit["_source"]) for hit in hits]
 
         return sorted(self._retrying(read, patience_s=0), key=lambda e: (e.start_s, e.end_s, e.id))
 
     def bm25(self, query: str, filters: SearchFilters, limit: int) -> list[tuple[Event, str]]:
         """Events matching `query` (plain text, never query syntax), best first, with an HTML highlight each."""
-        text = query.strip()[:MAX_QUERY_CHARS]
+        # Lone surrogates cannot be sent as JSON text; they carry no word anyway.
+        text = query.encode("utf-8", "ignore").decode("utf-8").strip()[:MAX_QUERY_CHARS]
         if not text or limit < 1:
             return []
         bool_query = {
             "must": [{"multi_match": {"query": text, "type": "best_fields", "tie_breaker": FIELD_TIE_BREAKER,
-                                      "fields": _boosted(TEXT_FIELDS)}}],
+                                      "fields": _boosted(self.fields.text, self.fields)}}],
             "should": [{"multi_match": {"query": text, "type": "phrase", "slop": PHRASE_SLOP,
-                                        "fields": _boosted(PHRASE_FIELDS), "boost": PHRASE_BOOST}}],
-            "filter": filter_clauses(filters),
+                                        "fields": _boosted(self.fields.phrase, self.fields), "boost": PHRASE_BOOST}}],
+            "filter": filter_clauses(filters, self.fields),
         }
-        hits = self._search(query={"bool": bool_query}, highlight=HIGHLIGHT, size=limit)
-        return [(Event.model_validate(hit["_source"]), _snippet(hit.get("highlight", {}))) for hit in hits]
+        hits = self._search(query={"bool": bool_query}, highlight=highlight_request(self.fields), size=limit)
+        return [(self.fields.model.model_validate(hit["_source"]), _snippet(hit.get("highlight", {}), self.fields))
+                for hit in hits]
 
     def knn(self, vector: np.ndarray, filters: SearchFilters, limit: int,
             min_similarity: float = -1.0) -> list[tuple[Event, str]]:
@@ -408,9 +395,9 @@ class ElasticIndex:
                                "num_candidates": min(MAX_KNN_CANDIDATES, max(100, 10 * limit))}
         if min_similarity > -1.0:
             knn["similarity"] = min_similarity  # for cosine vectors, Elasticsearch compares the cosine itself
-        if clauses := filter_clauses(filters):
+        if clauses := filter_clauses(filters, self.fields):
             knn["filter"] = clauses
-        return [(Event.model_validate(hit["_source"]), "") for hit in self._search(knn=knn, size=limit)]
+        return [(self.fields.model.model_validate(hit["_source"]), "") for hit in self._search(knn=knn, size=limit)]
 
     # --- steps
 
@@ -439,7 +426,7 @@ class ElasticIndex:
         if self.client.indices.exists(index=self.index):
             return
         try:
-            self.client.indices.create(index=self.index, **event_mapping(self.dims))
+            self.client.indices.create(index=self.index, **event_mapping(self.dims, self.fields))
         except BadRequestError as exc:
             if exc.error != "resource_already_exists_exception":  # else a concurrent load made it first
                 raise
@@ -521,26 +508,3 @@ class ElasticIndex:
                 log.warning("Elasticsearch at %s: %s; retrying in %.1fs", self.url, exc, min(pause, left))
                 time.sleep(min(pause, left))
                 pause = min(pause * 2, self.options.max_backoff_s)
-
-
-# --- pipeline entry points -----------------------------------------------------------------------------------
-
-
-def search_backend(settings: Settings) -> ElasticIndex:
-    """The index searches read: the alias in settings, through the `elasticsearch_default` connection."""
-    return ElasticIndex(elasticsearch_client(), alias=settings.elasticsearch_alias)
-
-
-def load_elasticsearch(video: IngestedVideo, events: list[Event], vectors: np.ndarray | None,
-                       settings: Settings) -> dict:
-    """The load stage on Elasticsearch; fails (after loading what it could) when any document was refused, so the
-    task is retried rather than leaving events silently unsearchable."""
-    dims = vectors.shape[1] if vectors is not None else DEFAULT_DIMS
-    index = ElasticIndex(elasticsearch_client(), alias=settings.elasticsearch_alias, dims=dims)
-    report = index.replace_video(video.video_id, events, vectors)
-    if report.failed:
-        first = report.failed[0]
-        raise RuntimeError(f"{len(report.failed)} of {len(events)} events of {video.name} were refused by "
-                           f"{report.index}, e.g. {first.id}: {first.reason}")
-    return {"video_id": video.video_id, "events": report.indexed, "backend": "elasticsearch", "index": report.index,
-            "stale_deleted": report.stale_deleted, "carried_over": report.carried_over}

@@ -1,38 +1,32 @@
-"""The embedded search index: tantivy on local disk, its schema derived from `Event`, and the events' vectors beside it.
+"""The embedded index backend: tantivy on local disk, its schema derived from the event model's field roles, and
+the events' vectors beside it (`vectors.py`).
 
-Every event becomes one document: its free-text fields analysed with English stemming, its identifiers and
-names as exact-match keywords, its time range as float fields, and a JSON copy of the whole event for hits.
-Each video's event vectors sit in `vectors/<video_id>.npz` with what the search filters need (times, scene type,
-speaker, characters), so kNN filters exactly without asking tantivy.
+Every event becomes one document: its free-text and name fields analysed (as Elasticsearch's `english` analyzer
+does, as far as tantivy has its parts), its keywords and names as exact-match fields, its media times as float
+fields, and a JSON copy of the whole event for hits.
+
+User text is never handed to tantivy's query parser (where `:`, `"`, `-`, `AND` are syntax); it is cut into terms by
+the index's own analyzer and the query is built from those terms, so no input is a syntax error.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
-import os
 import shutil
 import threading
 import time
-from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import tantivy
 
-from cinedex import PIPELINE_VERSION
-from cinedex.pipeline.events import read_events
-from cinedex.pipeline.ingest import IngestedVideo
-from cinedex.core.model import Event, SearchFilters
-from cinedex.core.settings import Settings
-
-log = logging.getLogger(__name__)
+from cinedex.core.model import EVENT_FIELDS, Condition, Event, EventFields, SearchFilters
+from cinedex.index.protocol import LoadReport
+from cinedex.index.vectors import VectorStore
 
 TEXT_TOKENIZER = "english"
-KEYWORD_FIELDS = ("id", "video_id", "scene_type", "source", "speaker", "characters", "language", "pipeline_version")
 EVENT_JSON_FIELD = "event_json"
-TEXT_FIELDS = tuple(Event.text_fields())
-RANGE_FIELDS = tuple(name for name, field in Event.model_fields.items() if field.annotation is float)
+VECTORS_DIR = "vectors"
 # Close to Elasticsearch's `english` analyzer, as far as tantivy has its parts: words, lowercased, without the same
 # 33 English stop words, stemmed (Snowball here, Porter there, which differ on a few words). A question's "the",
 # "a" and "in", which match most of a film's events, then cost nothing and no longer rank events that merely
@@ -48,6 +42,13 @@ TEXT_ANALYZER = (
 
 WRITER_HEAP_BYTES = 128_000_000
 WRITER_LOCK_TIMEOUT_S = 120.0
+# A term matching several fields counts mostly for its best one, so long events are not favoured for repeating it.
+FIELD_TIE_BREAKER = 0.1
+PHRASE_BOOST = 2.0
+PHRASE_SLOP = 1
+# Bounds the query's cost when someone pastes a page of text.
+MAX_QUERY_TERMS = 32
+HIGHLIGHT_MAX_CHARS = 200
 
 
 class IndexWriteError(RuntimeError):
@@ -58,24 +59,21 @@ class IndexBusyError(TimeoutError):
     """Another writer (this process or another one) held the index for longer than the timeout."""
 
 
-def keyword_field(name: str) -> str:
+def keyword_field(name: str, fields: EventFields = EVENT_FIELDS) -> str:
     """The exact-match field of `name`: its own name, unless that is already taken by its free-text form."""
-    return f"{name}_kw" if name in TEXT_FIELDS else name
+    return f"{name}_kw" if name in fields.text else name
 
 
-def build_schema() -> tantivy.Schema:
-    unknown = set(KEYWORD_FIELDS) - set(Event.model_fields)
-    if unknown or EVENT_JSON_FIELD in Event.model_fields:
-        raise RuntimeError(
-            f"index schema out of step with Event: no fields {sorted(unknown)}, or {EVENT_JSON_FIELD!r} taken"
-        )
+def build_schema(fields: EventFields = EVENT_FIELDS) -> tantivy.Schema:
+    if EVENT_JSON_FIELD in fields.roles:
+        raise RuntimeError(f"{fields.model.__name__} has a field {EVENT_JSON_FIELD!r}, which the index keeps for itself")
     builder = tantivy.SchemaBuilder()
-    for name in Event.model_fields:
-        if name in TEXT_FIELDS:
+    for name in fields.roles:
+        if name in fields.text:
             builder.add_text_field(name, stored=True, tokenizer_name=TEXT_TOKENIZER)
-        if name in KEYWORD_FIELDS:
-            builder.add_text_field(keyword_field(name), tokenizer_name="raw")
-        if name in RANGE_FIELDS:
+        if name in fields.exact:
+            builder.add_text_field(keyword_field(name, fields), tokenizer_name="raw")
+        if name in fields.ranges:
             builder.add_float_field(name, stored=True, indexed=True, fast=True)
     builder.add_bytes_field(EVENT_JSON_FIELD, stored=True)
     return builder.build()
@@ -85,40 +83,47 @@ def _as_list(value: str | list[str]) -> list[str]:
     return value if isinstance(value, list) else [value]
 
 
-def to_document(event: Event) -> tantivy.Document:
+def to_document(event: Event, fields: EventFields = EVENT_FIELDS) -> tantivy.Document:
     doc = tantivy.Document()
-    for name in Event.model_fields:
+    for name in fields.roles:
         value = getattr(event, name)
-        if name in TEXT_FIELDS:
+        if name in fields.text:
             for text in _as_list(value):
                 if text:
                     doc.add_text(name, text)
-        if name in KEYWORD_FIELDS:
+        if name in fields.exact:
             for text in _as_list(value):
                 if text:
-                    doc.add_text(keyword_field(name), text)
-        if name in RANGE_FIELDS:
+                    doc.add_text(keyword_field(name, fields), text)
+        if name in fields.ranges:
             doc.add_float(name, float(value))
     doc.add_bytes(EVENT_JSON_FIELD, event.model_dump_json().encode())
     return doc
 
 
-def from_document(doc: tantivy.Document) -> Event:
-    return Event.model_validate_json(doc.get_first(EVENT_JSON_FIELD))
+def query_terms(text: str) -> list[tuple[int, str]]:
+    """(position, term) pairs as the index analyses text; lone surrogates, which Rust strings cannot hold, dropped."""
+    clean = text.encode("utf-8", "ignore").decode("utf-8")
+    return [(token.position, token.text) for token in TEXT_ANALYZER.pre_tokenize(clean).tokens][:MAX_QUERY_TERMS]
 
 
 class EmbeddedIndex:
-    """A tantivy index in one folder: opened if it exists, created otherwise.
+    """The embedded backend: a tantivy index in one folder (opened if it exists, created otherwise) and the event
+    vectors beside it.
 
     Readers never block. Writes take tantivy's single-writer lock only for the one commit they make, and wait
     for it (up to `lock_timeout_s`) when another thread or process holds it.
     """
 
-    def __init__(self, path: Path, lock_timeout_s: float = WRITER_LOCK_TIMEOUT_S) -> None:
+    name = "embedded"
+
+    def __init__(self, path: Path, lock_timeout_s: float = WRITER_LOCK_TIMEOUT_S,
+                 fields: EventFields = EVENT_FIELDS) -> None:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
         self.lock_timeout_s = lock_timeout_s
-        self.schema = build_schema()
+        self.fields = fields
+        self.schema = build_schema(fields)
         try:
             self._index = tantivy.Index(self.schema, path=str(self.path), reuse=True)
         except ValueError as exc:
@@ -131,6 +136,7 @@ class EmbeddedIndex:
         # Custom analyzers are not stored in the index: each handle registers the one its text fields name.
         self._index.register_tokenizer(TEXT_TOKENIZER, TEXT_ANALYZER)
         self._write_lock = threading.Lock()
+        self.vectors = VectorStore(self.path / VECTORS_DIR, fields)
 
     def searcher(self) -> tantivy.Searcher:
         return self._index.searcher()
@@ -139,11 +145,12 @@ class EmbeddedIndex:
         """Sees commits made through other handles now rather than after the reader's file-watch delay."""
         self._index.reload()
 
-    @property
-    def vectors(self) -> VectorStore:
-        return VectorStore(self.path / VECTORS_DIR)
+    def _event(self, doc: tantivy.Document) -> Event:
+        return self.fields.model.model_validate_json(doc.get_first(EVENT_JSON_FIELD))
 
-    def replace_video(self, video_id: str, events: Iterable[Event], vectors: np.ndarray | None = None) -> int:
+    # --- loading
+
+    def replace_video(self, video_id: str, events: list[Event], vectors: np.ndarray | None = None) -> LoadReport:
         """Swaps the video's documents for `events` in one commit, so a reader sees the old set or the new one;
         then its vectors (row i belongs to the i-th event), if given."""
         events = list(events)
@@ -151,15 +158,19 @@ class EmbeddedIndex:
         for event in events:
             if event.video_id != video_id:
                 raise ValueError(f"event {event.id} belongs to video {event.video_id!r}, not {video_id!r}")
-            docs.append(to_document(event))
+            docs.append(to_document(event, self.fields))
         self._commit(video_id, docs)
         # A kNN hit whose document is not (or no longer) in tantivy is dropped, so this order is safe either way.
         self.vectors.replace_video(video_id, events, vectors)
-        return len(docs)
+        return LoadReport(index=str(self.path), indexed=len(docs))
 
-    def delete_video(self, video_id: str) -> None:
+    def delete_video(self, video_id: str) -> int:
+        count = self.count(video_id)
         self._commit(video_id, [])
         self.vectors.replace_video(video_id, [], None)
+        return count
+
+    # --- reading
 
     def events_by_id(self, ids: list[str]) -> dict[str, Event]:
         if not ids:
@@ -167,15 +178,15 @@ class EmbeddedIndex:
         query = tantivy.Query.boolean_query(
             [(tantivy.Occur.Should, tantivy.Query.term_query(self.schema, "id", i)) for i in ids])
         searcher = self.searcher()
-        found = (from_document(searcher.doc(address)) for _, address in searcher.search(query, limit=len(ids)).hits)
+        found = (self._event(searcher.doc(address)) for _, address in searcher.search(query, limit=len(ids)).hits)
         return {event.id: event for event in found}
 
     def video_events(self, video_id: str) -> list[Event]:
         """Every event of one video, in time order."""
-        query = tantivy.Query.term_query(self.schema, keyword_field("video_id"), video_id)
+        query = tantivy.Query.term_query(self.schema, keyword_field("video_id", self.fields), video_id)
         searcher = self.searcher()
         limit = max(self.count(video_id), 1)
-        events = [from_document(searcher.doc(address)) for _, address in searcher.search(query, limit=limit).hits]
+        events = [self._event(searcher.doc(address)) for _, address in searcher.search(query, limit=limit).hits]
         return sorted(events, key=lambda e: (e.start_s, e.end_s, e.id))
 
     def count(self, video_id: str | None = None, pipeline_version: str | None = None) -> int:
@@ -186,16 +197,80 @@ class EmbeddedIndex:
         if not terms:
             return searcher.num_docs
         query = tantivy.Query.boolean_query([
-            (tantivy.Occur.Must, tantivy.Query.term_query(self.schema, keyword_field(name), value))
+            (tantivy.Occur.Must, tantivy.Query.term_query(self.schema, keyword_field(name, self.fields), value))
             for name, value in terms])
         return searcher.search(query, limit=1, count=True).count  # limit=0 panics in tantivy
+
+    def bm25(self, query: str, filters: SearchFilters, limit: int) -> list[tuple[Event, str]]:
+        tantivy_query = self.build_query(query, filters)
+        if tantivy_query is None or limit < 1:
+            return []
+        searcher = self.searcher()
+        highlighter = _Highlighter(searcher, tantivy_query, self.schema, self.fields.highlight_order)
+        ranked = []
+        for score, address in searcher.search(tantivy_query, limit=limit, count=False).hits:
+            doc = searcher.doc(address)
+            ranked.append((score, self._event(doc), highlighter.highlight(doc)))
+        # tantivy breaks score ties by segment order, which changes with merges; break them by time instead.
+        ranked.sort(key=lambda hit: (-hit[0], hit[1].video_id, hit[1].start_s))
+        return [(event, highlight) for _, event, highlight in ranked]
+
+    def knn(self, vector: np.ndarray, filters: SearchFilters, limit: int,
+            min_similarity: float) -> list[tuple[Event, str]]:
+        nearest = [(i, score) for i, score in self.vectors.search(vector, filters, limit) if score >= min_similarity]
+        events = self.events_by_id([event_id for event_id, _ in nearest])
+        return [(events[event_id], "") for event_id, _ in nearest if event_id in events]
+
+    # --- queries
+
+    def build_query(self, text: str, filters: SearchFilters | None = None) -> tantivy.Query | None:
+        """BM25 over the text fields: each term scored by its best field, plus a bonus where the words come as a
+        phrase in a phrase field; narrowed by the filters."""
+        terms = query_terms(text)
+        if not terms:
+            return None
+        clauses = []
+        boosts = self.fields.boosts
+        for term in dict.fromkeys(term for _, term in terms):
+            per_field = []
+            for field in self.fields.text:
+                query = tantivy.Query.term_query(self.schema, field, term)
+                per_field.append(tantivy.Query.boost_query(query, boosts[field]) if boosts[field] != 1.0 else query)
+            clauses.append((tantivy.Occur.Should, tantivy.Query.disjunction_max_query(per_field, FIELD_TIE_BREAKER)))
+        if len(terms) > 1:
+            first = terms[0][0]
+            words = [(position - first, term) for position, term in terms]
+            for field in self.fields.phrase:
+                phrase = tantivy.Query.phrase_query(self.schema, field, words, slop=PHRASE_SLOP)
+                clauses.append((tantivy.Occur.Should, tantivy.Query.boost_query(phrase, PHRASE_BOOST)))
+        query = tantivy.Query.boolean_query(clauses)
+        narrowing = [self._filter(condition) for condition in (filters or SearchFilters()).conditions()]
+        if not narrowing:
+            return query
+        return tantivy.Query.boolean_query([(tantivy.Occur.Must, query),
+                                            *((tantivy.Occur.Must, clause) for clause in narrowing)])
+
+    def _filter(self, condition: Condition) -> tantivy.Query:
+        """One filter as a tantivy query scored 0, so it changes which documents match, not their scores."""
+        if condition.op == "==":
+            clause = tantivy.Query.term_query(self.schema, keyword_field(condition.field, self.fields),
+                                              condition.value)
+        elif condition.op == ">":
+            clause = tantivy.Query.range_query(self.schema, condition.field, tantivy.FieldType.Float,
+                                               lower_bound=condition.value, include_lower=False)
+        else:
+            clause = tantivy.Query.range_query(self.schema, condition.field, tantivy.FieldType.Float,
+                                               upper_bound=condition.value, include_upper=False)
+        return tantivy.Query.const_score_query(clause, 0.0)
+
+    # --- writing
 
     def _commit(self, video_id: str, docs: list[tantivy.Document]) -> None:
         """Deletes the video's documents and adds `docs` in one commit."""
         with self._write_lock:
             writer = self._acquire_writer()
             try:
-                writer.delete_documents_by_term(keyword_field("video_id"), video_id)
+                writer.delete_documents_by_term(keyword_field("video_id", self.fields), video_id)
                 for doc in docs:
                     writer.add_document(doc)
                 writer.commit()
@@ -230,184 +305,24 @@ class EmbeddedIndex:
             pause = min(pause * 2, 1.0)
 
 
-VECTORS_DIR = "vectors"
-EXACT_KNN_ROWS = 20_000  # up to here every candidate is scored exactly; above, binary codes shortlist them first
-RESCORE_FACTOR = 40  # shortlist size per hit wanted, rescored exactly
+class _Highlighter:
+    """Snippets from the first field, in the fields' highlight order, where the query matched."""
 
+    def __init__(self, searcher: tantivy.Searcher, query: tantivy.Query, schema: tantivy.Schema,
+                 order: tuple[str, ...]) -> None:
+        self._searcher, self._query, self._schema, self._order = searcher, query, schema, order
+        self._generators: dict[str, tantivy.SnippetGenerator] = {}
 
-class VectorStore:
-    """The embedded index's event vectors: one `.npz` per video (written aside, renamed into place), all of them
-    held in memory while unchanged. kNN is exact up to EXACT_KNN_ROWS candidates; beyond, each vector's sign bits
-    (48 bytes for 384 dimensions) shortlist the candidates by Hamming distance, which are then scored exactly —
-    sentence-transformers' binary quantization with rescoring, without a separate ANN library."""
+    def highlight(self, doc: tantivy.Document) -> str:
+        for field in self._order:
+            snippet = self._generator(field).snippet_from_doc(doc)
+            if snippet.highlighted():
+                return snippet.to_html()
+        return ""
 
-    _cache: dict[Path, tuple[tuple, dict]] = {}
-    _cache_lock = threading.Lock()
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = Path(folder)
-
-    def _file(self, video_id: str) -> Path:
-        return self.folder / f"{video_id}.npz"
-
-    def replace_video(self, video_id: str, events: list[Event], vectors: np.ndarray | None) -> None:
-        target = self._file(video_id)
-        if vectors is None or not len(events):
-            target.unlink(missing_ok=True)
-            return
-        if len(vectors) != len(events):
-            raise ValueError(f"{len(vectors)} vectors for {len(events)} events of video {video_id}")
-        self.folder.mkdir(parents=True, exist_ok=True)
-        scratch = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.npz")
-        np.savez(scratch, ids=np.array([e.id for e in events]), vectors=np.asarray(vectors, dtype=np.float32),
-                 start_s=np.array([e.start_s for e in events]), end_s=np.array([e.end_s for e in events]),
-                 scene_type=np.array([e.scene_type for e in events]), speaker=np.array([e.speaker for e in events]),
-                 characters=np.array(["\x1f" + "\x1f".join(e.characters) + "\x1f" for e in events]))
-        scratch.replace(target)
-
-    def _load(self) -> dict:
-        # Every replace renames a file into (or out of) the folder, which changes the folder's own mtime: one stat
-        # tells whether the cached arrays are current.
-        stamp = self.folder.stat().st_mtime_ns if self.folder.is_dir() else 0
-        with self._cache_lock:
-            cached = self._cache.get(self.folder)
-            if cached and cached[0] == stamp:
-                return cached[1]
-        files = sorted(self.folder.glob("[!.]*.npz")) if stamp else []
-        parts = []
-        for file in files:
-            with np.load(file) as part:
-                parts.append({**part, "video_id": np.full(len(part["ids"]), file.stem)})
-        if parts:
-            data = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
-        else:
-            data = {"ids": np.array([], dtype=str), "vectors": np.zeros((0, 8), np.float32)}
-        data["codes"] = sign_codes(data["vectors"])
-        with self._cache_lock:
-            self._cache[self.folder] = (stamp, data)
-        return data
-
-    def __len__(self) -> int:
-        return len(self._load()["ids"])
-
-    def search(self, vector: np.ndarray, filters: SearchFilters, limit: int) -> list[tuple[str, float]]:
-        """(event id, cosine similarity) of the nearest events passing the filters, best first."""
-        data = self._load()
-        if not len(data["ids"]) or limit < 1:
-            return []
-        rows = self._filtered_rows(data, filters)
-        count = len(data["ids"]) if rows is None else len(rows)
-        if count == 0:
-            return []
-        vector = np.asarray(vector, dtype=np.float32)
-        if count > EXACT_KNN_ROWS:
-            codes = data["codes"] if rows is None else data["codes"][:, rows]
-            shortlist = nearest_codes(codes, sign_codes(vector[None, :])[:, 0], RESCORE_FACTOR * limit)
-            rows = shortlist if rows is None else rows[shortlist]
-        elif rows is None:
-            rows = np.arange(count)
-        # einsum, not `@`: a few thousand rows are too few for BLAS's threads, which on a small machine then wait
-        # for the cores that the query encoder's threads still spin on (hybrid p95 at a million events, 2 cores:
-        # 129 ms with BLAS threads here, 39 ms without).
-        scores = np.einsum("ij,j->i", data["vectors"][rows], vector)
-        best = np.argpartition(-scores, limit - 1)[:limit] if len(scores) > limit else np.arange(len(scores))
-        best = best[np.argsort(-scores[best], kind="stable")]
-        return [(str(data["ids"][rows[i]]), float(scores[i])) for i in best]
-
-    @staticmethod
-    def _filtered_rows(data: dict, filters: SearchFilters) -> np.ndarray | None:
-        """Row numbers passing the filters, or None for all rows."""
-        mask = None
-
-        def narrow(condition):
-            nonlocal mask
-            mask = condition if mask is None else mask & condition
-
-        if filters.video_id is not None:
-            narrow(data["video_id"] == filters.video_id)
-        if filters.scene_type is not None:
-            narrow(data["scene_type"] == filters.scene_type)
-        if filters.speaker is not None:
-            narrow(data["speaker"] == filters.speaker)
-        if filters.start_s is not None:
-            narrow(data["end_s"] > filters.start_s)
-        if filters.end_s is not None:
-            narrow(data["start_s"] < filters.end_s)
-        if filters.character is not None:
-            narrow(np.char.find(data["characters"], "\x1f" + filters.character + "\x1f") >= 0)
-        return None if mask is None else np.flatnonzero(mask)
-
-
-HAMMING_BLOCK = 1 << 16  # rows per pass: the block's temporaries stay in the CPU cache
-
-
-def hamming_distances(codes: np.ndarray, query_code: np.ndarray) -> np.ndarray:
-    """Hamming distance from `query_code` to every column of the word-major `codes`, a block of rows at a time
-    into reused buffers: at a million rows, whole-array temporaries cost more in page faults than the XORs."""
-    words, count = codes.shape
-    distance = np.empty(count, np.uint16)
-    xor = np.empty((words, min(count, HAMMING_BLOCK)), np.uint64)
-    bits = np.empty(xor.shape, np.uint8)
-    for start in range(0, count, HAMMING_BLOCK):
-        stop = min(count, start + HAMMING_BLOCK)
-        n = stop - start
-        np.bitwise_xor(codes[:, start:stop], query_code[:, None], out=xor[:, :n])
-        np.bitwise_count(xor[:, :n], out=bits[:, :n])
-        np.add.reduce(bits[:, :n], axis=0, dtype=np.uint16, out=distance[start:stop])
-    return distance
-
-
-def nearest_codes(codes: np.ndarray, query_code: np.ndarray, count: int) -> np.ndarray:
-    """Columns of `codes` at the `count` smallest Hamming distances from `query_code` (ties in column order).
-    Distances are small integers, so a histogram finds the cut-off distance in one pass: several times faster
-    than argpartition over a million rows."""
-    distance = hamming_distances(codes, query_code)
-    if count >= len(distance):
-        return np.arange(len(distance))
-    cutoff = int(np.searchsorted(np.cumsum(np.bincount(distance)), count))
-    closer = np.flatnonzero(distance < cutoff)
-    return np.concatenate([closer, np.flatnonzero(distance == cutoff)[:count - len(closer)]])
-
-
-def sign_codes(vectors: np.ndarray) -> np.ndarray:
-    """Each vector's sign bits as 64-bit words, word-major (words x rows): Hamming distances are then a few
-    contiguous XOR and popcount passes, several times faster than row by row."""
-    bits = np.packbits(vectors > 0, axis=1)
-    padded = np.zeros((len(vectors), -(-bits.shape[1] // 8) * 8), np.uint8)
-    padded[:, :bits.shape[1]] = bits
-    return np.ascontiguousarray(padded.view(np.uint64).T)
-
-
-def indexed_events(video_id: str, settings: Settings, pipeline_version: str = PIPELINE_VERSION) -> int:
-    """How many events of the video this pipeline version has in the configured index (0: not indexed yet)."""
-    if settings.index_backend == "elasticsearch":
-        from cinedex.index.elastic import search_backend
-
-        return search_backend(settings).count(video_id, pipeline_version)
-    if not (settings.index_dir / "meta.json").is_file():
-        return 0
-    return EmbeddedIndex(settings.index_dir).count(video_id, pipeline_version)
-
-
-def load_embedded(video: IngestedVideo, events: list[Event], vectors: np.ndarray | None, settings: Settings) -> dict:
-    count = EmbeddedIndex(settings.index_dir).replace_video(video.video_id, events, vectors)
-    log.info("load: %d events of %s now in the index at %s", count, video.name, settings.index_dir)
-    return {"video_id": video.video_id, "events": count, "backend": "embedded", "index": str(settings.index_dir)}
-
-
-def load_video(video: IngestedVideo, validation_dir: Path, settings: Settings,
-               embeddings_dir: Path | None = None) -> dict:
-    """The load stage: the video's validated events (with their vectors, when embedded) replace whatever the
-    configured backend held for it."""
-    events = read_events(Path(validation_dir) / "valid.jsonl")
-    vectors = None
-    if embeddings_dir:
-        from cinedex.pipeline.embeddings import load_embeddings
-
-        by_id = load_embeddings(Path(embeddings_dir))
-        vectors = np.stack([by_id[e.id] for e in events]) if events else None
-    if settings.index_backend == "elasticsearch":
-        from cinedex.index.elastic import load_elasticsearch
-
-        return load_elasticsearch(video, events, vectors, settings)
-    return load_embedded(video, events, vectors, settings)
+    def _generator(self, field: str) -> tantivy.SnippetGenerator:
+        if field not in self._generators:
+            generator = tantivy.SnippetGenerator.create(self._searcher, self._query, self._schema, field)
+            generator.set_max_num_chars(HIGHLIGHT_MAX_CHARS)
+            self._generators[field] = generator
+        return self._generators[field]

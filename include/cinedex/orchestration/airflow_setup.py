@@ -21,11 +21,10 @@ from pathlib import Path
 
 from cinedex.index.elastic import DEFAULT_CONN_ID
 from cinedex.core.settings import Settings
+from cinedex.orchestration.dagspec import GPU_POOL, GPU_QUEUE
 
 log = logging.getLogger(__name__)
 
-GPU_POOL = "gpu"
-GPU_QUEUE = "gpu"
 DEFAULT_ELASTICSEARCH_URL = "elasticsearch://localhost:9200"
 
 

@@ -14,13 +14,12 @@ from pydantic import BaseModel
 
 from cinedex import PIPELINE_VERSION
 from cinedex.pipeline import ingest
-from cinedex.index.embedded import indexed_events
+from cinedex.index import open_index
 from cinedex.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
 DAY_FORMAT = "%Y-%m-%d"
-INDEX_DAG_ID = "cinedex_index_video"
 
 Status = Literal["new", "skipped", "rejected", "indexed", "failed"]
 
@@ -105,13 +104,37 @@ def triage_day(day: date, settings: Settings) -> list[InboxFile]:
         if video.video_id in first_seen:
             row.status, row.run_id = "skipped", ""
             row.reason = f"same content as {first_seen[video.video_id]}"
-        elif count := indexed_events(video.video_id, settings):
+        elif count := open_index(settings).count(video.video_id, PIPELINE_VERSION):
             row.status, row.run_id, row.events = "skipped", "", count
             row.reason = f"already indexed by pipeline version {PIPELINE_VERSION} ({count} events)"
         first_seen.setdefault(video.video_id, path.name)
         files.append(row)
         log.info("inbox: %s -> %s%s", path.name, row.status, f" ({row.reason})" if row.reason else "")
     return files
+
+
+class DayFailed(RuntimeError):
+    """Some of the day's videos failed to index: the day's run fails, so rerunning it retries them."""
+
+
+def index_requests(files: list[dict]) -> list[dict]:
+    """One index run (its run id and conf) per new file of the triage."""
+    return [{"trigger_run_id": f["run_id"], "conf": {"video": f["path"]}} for f in files if f["status"] == "new"]
+
+
+def report_day(day: date, files: list[dict], run_states: dict[str, str | None],
+               task_states: dict[str, dict[str, str]], settings: Settings) -> dict:
+    """The day's report, once its index runs ended, written and printed; DayFailed when an index run failed
+    (rejected input is reported, not retried)."""
+    rows = [InboxFile.model_validate(f) for f in files]
+    failed_tasks = {run_id: sorted(t for t, s in tasks.items() if s == "failed") for run_id, tasks in task_states.items()}
+    settled = settle(rows, run_states, failed_tasks, settings)
+    path = write_report(day, settled, settings)
+    print(report_table(day, settled, {}))
+    failed = [r.name for r in settled if r.status == "failed"]
+    if failed:
+        raise DayFailed(f"{len(failed)} video(s) failed to index: {', '.join(failed)}; see {path}")
+    return {"report": str(path), "files": len(settled)}
 
 
 def settle(files: list[InboxFile], run_states: dict[str, str | None], failed_tasks: dict[str, list[str]],
@@ -124,7 +147,7 @@ def settle(files: list[InboxFile], run_states: dict[str, str | None], failed_tas
         if row.status == "new":
             state = run_states.get(row.run_id)
             if state == "success":
-                row.status, row.events = "indexed", indexed_events(row.video_id, settings)
+                row.status, row.events = "indexed", open_index(settings).count(row.video_id, PIPELINE_VERSION)
             else:
                 row.status = "failed"
                 tasks = ", ".join(failed_tasks.get(row.run_id, [])) or "none recorded"

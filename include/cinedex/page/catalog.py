@@ -19,6 +19,7 @@ from cinedex.pipeline.frames import Shot, load_sampling
 from cinedex.pipeline.ingest import IngestedVideo, MediaInfo
 from cinedex.core.model import Event
 from cinedex.core.settings import Settings
+from cinedex.index import open_index
 
 
 class UnknownFilm(LookupError):
@@ -79,13 +80,7 @@ def ingested_films(settings: Settings) -> list[IngestedVideo]:
 
 def film_events(settings: Settings, video_id: str) -> list[Event]:
     """The film's events as the configured backend holds them, in time order."""
-    from cinedex.index.search import backend_for
-
-    backend = backend_for(settings)
-    if backend is None:
-        return []
-    holder = getattr(backend, "index", backend)  # EmbeddedSearch wraps the index; ElasticIndex is one
-    return holder.video_events(video_id)
+    return open_index(settings).video_events(video_id)
 
 
 def latest_report(settings: Settings, video_id: str) -> str:

@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import threading
 from collections import Counter
 from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
 
 from cinedex import PIPELINE_VERSION
-from cinedex.core.artifacts import stage_artifacts
 from cinedex.pipeline.events import read_events
+from cinedex.pipeline.validation import VALID_FILE
 from cinedex.pipeline.frames import Shot, load_sampling
 from cinedex.pipeline.ingest import IngestedVideo
 from cinedex.core.mediatime import MediaTime
-from cinedex.core.model import Event
+from cinedex.core.model import SCENE_TYPES, Event
 from cinedex.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -30,8 +32,11 @@ log = logging.getLogger(__name__)
 REPORT_FILE = "report.html"
 TIMELINE_WIDTH = 1000
 ROW_HEIGHT, LABEL_WIDTH = 18, 110
-SCENE_COLOURS = {"dialogue": "#4e79a7", "action": "#e15759", "establishing": "#59a14f", "montage": "#b07aa1",
-                 "title": "#edc948", "transition": "#9c755f", "other": "#bab0ac"}
+# Tableau 10, one colour per scene type in the model's order; a new scene type takes the next free colour.
+PALETTE = ("#4e79a7", "#e15759", "#59a14f", "#b07aa1", "#edc948", "#9c755f", "#bab0ac", "#f28e2b", "#76b7b2",
+           "#ff9da7")
+SCENE_COLOURS = dict(zip(SCENE_TYPES, PALETTE))
+OTHER_COLOUR = "#bab0ac"
 
 
 def _x(seconds: float, duration_s: float) -> float:
@@ -65,7 +70,7 @@ def timeline_svg(duration_s: float, shots: list[Shot], events: list[Event]) -> s
                                     f"{_span(e.start_s, e.end_s)} {speaker}: {e.content}") for e in lines]))
     visual = [e for e in events if e.source == "vision"]
     rows.append(("visual events", [_bar(e.start_s, e.end_s, len(rows), duration_s,
-                                        SCENE_COLOURS.get(e.scene_type, "#bab0ac"),
+                                        SCENE_COLOURS.get(e.scene_type, OTHER_COLOUR),
                                         f"{_span(e.start_s, e.end_s)} [{e.scene_type}] {e.event or e.content}")
                                    for e in visual]))
     height = len(rows) * ROW_HEIGHT + 20
@@ -149,15 +154,19 @@ def write_report(video: IngestedVideo, validation_dir: Path, settings: Settings,
     """Writes the film's report for the events this run loaded (the valid events of `validation_dir`); returns
     the report file. Written anew by every run, into a folder keyed by the validation it reports on."""
     validation_dir = Path(validation_dir)
-    events = read_events(validation_dir / "valid.jsonl")
+    events = read_events(validation_dir / VALID_FILE)
     validation = json.loads((validation_dir / "report.json").read_text())
     frames_dir = next((Path(e.thumbnail).parent.parent for e in events if e.thumbnail), None)
     shots = load_sampling(frames_dir).shots if frames_dir and (frames_dir / "sampling.json").is_file() else []
-    artifacts = stage_artifacts(settings.artifacts_dir, video.video_id, "report", validation=validation_dir.name)
-    # Siblings under the film's artifact folder: the link holds on disk and when served by the cinedex page.
+    # Not a cached stage: every run writes its own report (its run id, its time) over the last one, whole or not
+    # at all. Beside the validation folder it reports on, so the relative Data Docs link holds on disk and when
+    # the cinedex page serves it.
+    folder = Path(settings.artifacts_dir) / video.video_id / f"report-{validation_dir.name}"
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / REPORT_FILE
+    scratch = folder / f".{REPORT_FILE}.{os.getpid()}.{threading.get_ident()}"
     data_docs = f"../{validation_dir.name}/data_docs/index.html"
-    with artifacts.writing() as folder:
-        (folder / REPORT_FILE).write_text(render_report(video, events, shots, validation, data_docs, run_id),
-                                          encoding="utf-8")
-    log.info("report: %s written to %s", video.name, artifacts.path / REPORT_FILE)
-    return artifacts.path / REPORT_FILE
+    scratch.write_text(render_report(video, events, shots, validation, data_docs, run_id), encoding="utf-8")
+    scratch.replace(target)
+    log.info("report: %s written to %s", video.name, target)
+    return target

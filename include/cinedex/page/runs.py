@@ -10,10 +10,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-DAG_ID = "cinedex_index_video"
-# Pipeline order, for naming the stage a run is in; tasks of a newer DAG version not listed here sort last.
-STAGES = ("ingest_video", "extract_audio", "sample_frames", "transcribe", "plan_windows", "describe_windows",
-          "build_events", "summarize_film", "validate", "embed", "load", "write_report")
+from cinedex.orchestration.dagspec import INDEX_DAG_ID as DAG_ID, INDEX_TASKS as STAGES
+
 ACTIVE = ("running", "queued", "scheduled", "up_for_retry", "up_for_reschedule", "deferred", "restarting")
 MAX_ERROR_LINES = 5
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, Field
 
-from cinedex.core.artifacts import stage_artifacts
+from cinedex.core.artifacts import cached_stage
 from cinedex.pipeline.ingest import IngestedVideo
 from cinedex.core.mediatime import MediaTime
 from cinedex.core.settings import Settings
@@ -332,21 +332,19 @@ def load_transcript(folder: Path) -> Transcript:
 
 def transcribe_video(video: IngestedVideo, audio_path: Path | None, settings: Settings) -> Path:
     """The cached asr stage: `transcript.json`, `.srt` and `.vtt`; an empty transcript for a silent video."""
-    artifacts = stage_artifacts(
-        settings.artifacts_dir, video.video_id, "asr", model=settings.resolved_asr_model, language=settings.language,
-        batch_size=settings.asr_batch_size, align_model=settings.asr_align_model,
-        diarization=settings.diarization_model if diarization_enabled(settings) else "")
-    if artifacts.complete:
-        artifacts.log_cached()
-        return artifacts.path
-    if audio_path is None:
-        transcript = Transcript(language=settings.language, model=settings.resolved_asr_model,
-                                speaker_note="no audio")
-    else:
-        transcript = transcribe(audio_path, settings)
-    with artifacts.writing() as folder:
+    def write(folder: Path) -> None:
+        if audio_path is None:
+            transcript = Transcript(language=settings.language, model=settings.resolved_asr_model,
+                                    speaker_note="no audio")
+        else:
+            transcript = transcribe(audio_path, settings)
         (folder / TRANSCRIPT_FILE).write_text(transcript.model_dump_json(indent=1), encoding="utf-8")
         (folder / SRT_FILE).write_text(to_srt(transcript), encoding="utf-8")
         (folder / VTT_FILE).write_text(to_vtt(transcript), encoding="utf-8")
-    log.info("asr: %s -> %d utterances (%s)", video.name, len(transcript.utterances), transcript.language or "-")
-    return artifacts.path
+        log.info("asr: %s -> %d utterances (%s)", video.name, len(transcript.utterances), transcript.language or "-")
+
+    return cached_stage(
+        "asr", video.video_id, settings.artifacts_dir, write, upstream=[audio_path],
+        model=settings.resolved_asr_model, language=settings.language, batch_size=settings.asr_batch_size,
+        align_model=settings.asr_align_model,
+        diarization=settings.diarization_model if diarization_enabled(settings) else "")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import ffmpeg
 
-from cinedex.core.artifacts import stage_artifacts
+from cinedex.core.artifacts import cached_stage
 from cinedex.pipeline.ingest import IngestedVideo
 from cinedex.core.settings import Settings
 
@@ -26,11 +26,8 @@ def extract_audio(video: IngestedVideo, settings: Settings) -> Path | None:
     if not video.info.has_audio:
         log.info("audio: %s has no audio stream; nothing to transcribe", video.name)
         return None
-    artifacts = stage_artifacts(settings.artifacts_dir, video.video_id, "audio", sample_rate=SAMPLE_RATE, channels=1)
-    if artifacts.complete:
-        artifacts.log_cached()
-        return artifacts.path / AUDIO_FILE
-    with artifacts.writing() as folder:
+
+    def write(folder: Path) -> None:
         # An argument list, never a shell: any file name is passed through verbatim.
         stream = ffmpeg.input(video.path)["a:0"].output(str(folder / AUDIO_FILE), ac=1, ar=SAMPLE_RATE,
                                                          acodec="pcm_s16le", format="wav")
@@ -41,5 +38,7 @@ def extract_audio(video: IngestedVideo, settings: Settings) -> Path | None:
             lines = exc.stderr.decode(errors="replace").strip().splitlines()
             reason = lines[-1].replace(video.path, video.name) if lines else "no message from ffmpeg"
             raise AudioExtractionError(f"{video.name}: ffmpeg could not extract the audio ({reason})") from None
-    log.info("audio: %s -> %.1f s of 16 kHz mono WAV", video.name, video.info.duration_s)
-    return artifacts.path / AUDIO_FILE
+        log.info("audio: %s -> %.1f s of 16 kHz mono WAV", video.name, video.info.duration_s)
+
+    folder = cached_stage("audio", video.video_id, settings.artifacts_dir, write, sample_rate=SAMPLE_RATE, channels=1)
+    return folder / AUDIO_FILE

@@ -7,9 +7,9 @@ import json
 import logging
 from pathlib import Path
 
-from cinedex.core.artifacts import stage_artifacts
+from cinedex.core.artifacts import cached_stage
 from cinedex.pipeline.asr import Transcript, load_transcript
-from cinedex.pipeline.film import apply_roster, attach_speakers, roster_of
+from cinedex.pipeline.characters import apply_roster, attach_speakers, roster_of
 from cinedex.pipeline.frames import FrameSampling, load_sampling
 from cinedex.pipeline.ingest import IngestedVideo
 from cinedex.core.model import Event
@@ -62,25 +62,19 @@ def build_events(video: IngestedVideo, transcript_dir: Path, frames_dir: Path, s
     from its answers, with one film-wide name per character (`roster.json`) and voices attached to characters
     where the visual events say who speaks (`speakers.json`), in `events.jsonl`; visual moments that cannot be
     placed go to `vision_quarantine.jsonl`."""
-    artifacts = stage_artifacts(settings.artifacts_dir, video.video_id, "events",
-                                transcript=Path(transcript_dir).name, frames=Path(frames_dir).name,
-                                vision=f"{Path(vision_dir).parent.name}/{Path(vision_dir).name}" if vision_dir else "")
-    if artifacts.complete:
-        artifacts.log_cached()
-        return artifacts.path
-    sampling = load_sampling(frames_dir)
-    events = dialogue_events(video, load_transcript(transcript_dir), sampling)
-    quarantined: list[dict] = []
-    if vision_dir:
-        from cinedex.pipeline.vision import visual_events  # transformers and torch load only when there is vision work
+    def write(folder: Path) -> None:
+        sampling = load_sampling(frames_dir)
+        events = dialogue_events(video, load_transcript(transcript_dir), sampling)
+        quarantined: list[dict] = []
+        if vision_dir:
+            from cinedex.pipeline.vision.moments import visual_events  # transformers and torch load only for vision work
 
-        seen, quarantined = visual_events(video.video_id, Path(vision_dir), sampling.shots)
-        events = sorted([*events, *seen], key=lambda e: (e.start_s, e.end_s, e.source))
-    events, voices = attach_speakers(events)
-    roster = roster_of(events)
-    events = apply_roster(events, roster)
-    voices = {label: roster.get(name, name) for label, name in voices.items()}
-    with artifacts.writing() as folder:
+            seen, quarantined = visual_events(video.video_id, Path(vision_dir), sampling.shots)
+            events = sorted([*events, *seen], key=lambda e: (e.start_s, e.end_s, e.source))
+        events, voices = attach_speakers(events)
+        roster = roster_of(events)
+        events = apply_roster(events, roster)
+        voices = {label: roster.get(name, name) for label, name in voices.items()}
         write_events(events, folder / EVENTS_FILE)
         cast: dict[str, list[str]] = {}
         for spelling, name in sorted(roster.items()):
@@ -88,7 +82,9 @@ def build_events(video: IngestedVideo, transcript_dir: Path, frames_dir: Path, s
         (folder / "roster.json").write_text(json.dumps(cast, indent=1, ensure_ascii=False))
         (folder / "speakers.json").write_text(json.dumps(voices, indent=1, ensure_ascii=False))
         (folder / "vision_quarantine.jsonl").write_text("".join(json.dumps(q) + "\n" for q in quarantined))
-    log.info("events: %d events for %s (%d dialogue, %d visual; %d visual moments quarantined)", len(events),
-             video.name, sum(e.source == "asr" for e in events), sum(e.source == "vision" for e in events),
-             len(quarantined))
-    return artifacts.path
+        log.info("events: %d events for %s (%d dialogue, %d visual; %d visual moments quarantined)", len(events),
+                 video.name, sum(e.source == "asr" for e in events), sum(e.source == "vision" for e in events),
+                 len(quarantined))
+
+    return cached_stage("events", video.video_id, settings.artifacts_dir, write,
+                        upstream=[transcript_dir, frames_dir, vision_dir])

@@ -1,122 +1,26 @@
-"""The film-level pass: what no single window can know, settled over the whole film.
-
-Windows are described one at a time, so one person may be "Cobb" in one window, "cobb" or "Mr. Cobb" in the
-next and "Dom Cobb" in a third. The roster makes them one name film-wide. Diarization labels its voices
-SPEAKER_00, SPEAKER_01, ...; where the vision model, shown those lines, names who speaks them, a label becomes that
-character. And once all events exist, the same model reads them (text only) and writes the film's summary and
-chapters, which are indexed as documents of their own.
+"""The film-level summary: once all events exist, the vision model reads them (text only) and writes the film's
+summary and chapters, which are indexed as documents of their own. (One film-wide name per character and the
+voices attached to them are settled earlier, in `cinedex.pipeline.characters`.)
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from cinedex.core.artifacts import stage_artifacts
+from cinedex.core.artifacts import cached_stage
+from cinedex.pipeline.characters import DIARIZATION_LABEL
+from cinedex.pipeline.events import EVENTS_FILE, read_events, write_events
 from cinedex.pipeline.ingest import IngestedVideo
 from cinedex.core.model import Event
 from cinedex.core.settings import Settings
 
 log = logging.getLogger(__name__)
-
-_TITLES = re.compile(r"^(mr|mrs|ms|miss|dr|prof|sir|madam|lady|lord|captain|capt|detective|officer)\.?\s+", re.I)
-
-
-def _key(name: str) -> str:
-    return _TITLES.sub("", " ".join(name.split())).casefold()
-
-
-def build_roster(names: Iterable[str]) -> dict[str, str]:
-    """Each spelling seen -> the film-wide name: spellings equal but for case, spacing and a title are one person,
-    written as they were written most often; a lone first or last name joins the one full name that contains it,
-    when exactly one does."""
-    names = [n for n in names if n and n.strip()]
-    seen = Counter(" ".join(n.split()) for n in names)
-    by_key: dict[str, Counter] = {}
-    for spelling, count in seen.items():
-        by_key.setdefault(_key(spelling), Counter())[spelling] += count
-    canonical = {key: max(spellings, key=lambda s: (spellings[s], len(s), s)) for key, spellings in by_key.items()}
-    full_names = [key for key in canonical if " " in key]
-    for key in [k for k in canonical if " " not in k]:
-        containing = [full for full in full_names if key in full.split()]
-        if len(containing) == 1:
-            canonical[key] = canonical[containing[0]]
-    return {name: canonical[_key(name)] for name in names}
-
-
-def apply_roster(events: list[Event], roster: dict[str, str]) -> list[Event]:
-    """The events with their characters and speakers renamed to the roster's names (duplicates dropped)."""
-    renamed = []
-    for event in events:
-        characters = list(dict.fromkeys(roster.get(c, c) for c in event.characters if c.strip()))
-        speaker = roster.get(event.speaker, event.speaker)
-        renamed.append(event.model_copy(update={"characters": characters, "speaker": speaker}))
-    return renamed
-
-
-def roster_of(events: list[Event]) -> dict[str, str]:
-    return build_roster([*(c for e in events for c in e.characters), *(e.speaker for e in events)])
-
-
-# --- speakers ----------------------------------------------------------------------------------------------------
-
-DIARIZATION_LABEL = re.compile(r"^SPEAKER_\d+$")
-MIN_SPEAKER_VOTES = 2  # utterances naming the same character before a voice label is trusted to be them
-MIN_SPEAKER_SHARE = 2 / 3  # of the label's named utterances
-
-
-def _overlap(a: Event, b: Event) -> float:
-    return max(0.0, min(a.end_s, b.end_s) - max(a.start_s, b.start_s))
-
-
-def _named_speakers(utterance: Event, visual: Sequence[Event]) -> set[str]:
-    """Characters the vision model says speak during most of the utterance."""
-    length = max(utterance.end_s - utterance.start_s, 1e-3)
-    return {v.speaker.strip() for v in visual
-            if v.speaker.strip() and not DIARIZATION_LABEL.match(v.speaker.strip())
-            and _overlap(utterance, v) >= length / 2}
-
-
-def attach_speakers(events: list[Event]) -> tuple[list[Event], dict[str, str]]:
-    """Dialogue events with their speaker set to a character where the visual events allow: a diarization label
-    becomes the character that at least MIN_SPEAKER_VOTES of its utterances, and MIN_SPEAKER_SHARE of those the
-    model named, are given to; an unlabelled utterance takes the one character named over it, if exactly one.
-    Returns the events and the label -> character map."""
-    visual = [e for e in events if e.source == "vision"]
-    if not visual:
-        return events, {}
-    votes: dict[str, Counter] = defaultdict(Counter)
-    named: dict[str, set[str]] = {}
-    for event in events:
-        if event.source != "asr":
-            continue
-        named[event.id] = names = _named_speakers(event, visual)
-        if event.speaker and len(names) == 1:
-            votes[event.speaker][next(iter(names))] += 1
-    labels = {}
-    for label, counter in votes.items():
-        name, count = counter.most_common(1)[0]
-        if count >= MIN_SPEAKER_VOTES and count >= MIN_SPEAKER_SHARE * sum(counter.values()):
-            labels[label] = name
-    attached = []
-    for event in events:
-        name = labels.get(event.speaker) if event.speaker else None
-        if event.source == "asr" and not event.speaker and len(named.get(event.id, ())) == 1:
-            name = next(iter(named[event.id]))
-        if name:
-            characters = list(dict.fromkeys([name, *(c for c in event.characters if c != event.speaker)]))
-            event = event.model_copy(update={"speaker": name, "characters": characters})
-        attached.append(event)
-    return attached, labels
-
-
-# --- summary and chapters ----------------------------------------------------------------------------------------
 
 MAX_CHAPTERS = 24
 CHARS_PER_TOKEN = 3  # a cautious average for English text, so the outline fits the context
@@ -227,36 +131,39 @@ def film_documents(video: IngestedVideo, answer: FilmSummary, events: Sequence[E
     return documents
 
 
+def summary_work(events_dir: Path, settings: Settings) -> list[str]:
+    """The events folder to summarise, or nothing without a vision model: the DAG maps the summary task over
+    this, so with nothing to do it is skipped without taking a GPU slot."""
+    return [str(events_dir)] if settings.vision_enabled else []
+
+
 def summarize_film(video: IngestedVideo, events_dir: Path, settings: Settings) -> Path:
     """The cached film stage: the events with the film's summary and chapters added, in `events.jsonl`, and the
     model's answer in `summary.json`. Without a vision model the events folder is passed on unchanged."""
-    from cinedex.pipeline.events import EVENTS_FILE, read_events, write_events
     from cinedex.pipeline.vision import backend_for, backend_key, options_from, parse_json
 
     if not settings.vision_enabled:
         return Path(events_dir)
-    artifacts = stage_artifacts(settings.artifacts_dir, video.video_id, "film", events=Path(events_dir).name,
-                                summary_max_new_tokens=settings.summary_max_new_tokens, **backend_key(settings))
-    if artifacts.complete:
-        artifacts.log_cached()
-        return artifacts.path
-    events = read_events(Path(events_dir) / EVENTS_FILE)
-    options = options_from(settings).model_copy(update={"max_new_tokens": settings.summary_max_new_tokens})
-    schema_key, schema = summary_schema(video.info.duration_s, options.max_new_tokens)
-    chat = summary_chat(events, video.info.duration_s, settings.vision_context_tokens, options.max_new_tokens)
-    log.info("film: summarising %s from %d events", video.name, len(events))
-    raw = backend_for(settings).write_json(chat, schema_key, schema, options)
-    try:
-        answer = FilmSummary.model_validate(parse_json(raw))
-    except ValueError as error:
-        # A summary is a convenience: without one the film's events are still indexed.
-        log.warning("film: no summary for %s, the answer could not be read (%s)", video.name, str(error)[:200])
-        answer = FilmSummary(summary="", chapters=[])
-    language = next((e.language for e in events if e.language), "")
-    documents = film_documents(video, answer, events, language)
-    with artifacts.writing() as folder:
+
+    def write(folder: Path) -> None:
+        events = read_events(Path(events_dir) / EVENTS_FILE)
+        options = options_from(settings).model_copy(update={"max_new_tokens": settings.summary_max_new_tokens})
+        schema_key, schema = summary_schema(video.info.duration_s, options.max_new_tokens)
+        chat = summary_chat(events, video.info.duration_s, settings.vision_context_tokens, options.max_new_tokens)
+        log.info("film: summarising %s from %d events", video.name, len(events))
+        raw = backend_for(settings).write_json(chat, schema_key, schema, options)
+        try:
+            answer = FilmSummary.model_validate(parse_json(raw))
+        except ValueError as error:
+            # A summary is a convenience: without one the film's events are still indexed.
+            log.warning("film: no summary for %s, the answer could not be read (%s)", video.name, str(error)[:200])
+            answer = FilmSummary(summary="", chapters=[])
+        language = next((e.language for e in events if e.language), "")
+        documents = film_documents(video, answer, events, language)
         write_events([*events, *documents], folder / EVENTS_FILE)
         (folder / "summary.json").write_text(json.dumps({"raw": raw, "documents": [d.model_dump() for d in documents]},
                                                         indent=1, ensure_ascii=False))
-    log.info("film: summary and %d chapters for %s", max(len(documents) - 1, 0), video.name)
-    return artifacts.path
+        log.info("film: summary and %d chapters for %s", max(len(documents) - 1, 0), video.name)
+
+    return cached_stage("film", video.video_id, settings.artifacts_dir, write, upstream=[events_dir],
+                        summary_max_new_tokens=settings.summary_max_new_tokens, **backend_key(settings))

@@ -26,7 +26,7 @@ import ffmpeg
 import numpy as np
 from pydantic import BaseModel
 
-from cinedex.core.artifacts import stage_artifacts
+from cinedex.core.artifacts import cached_stage
 from cinedex.pipeline.ingest import IngestedVideo
 from cinedex.core.mediatime import MediaTime
 from cinedex.core.settings import Settings
@@ -320,20 +320,17 @@ def sample(video: IngestedVideo, settings: Settings, out_dir: Path) -> FrameSamp
 
 def sample_frames(video: IngestedVideo, settings: Settings) -> Path:
     """The cached frame-sampling stage; returns its artifact folder (sampling.json, frames/, thumbnails/)."""
-    params = {"width": settings.frame_width, "floor_fps": settings.sample_floor_fps,
-              "max_fps": settings.sample_max_fps, "threshold": settings.shot_threshold}
-    artifacts = stage_artifacts(settings.artifacts_dir, video.video_id, "frames", **params)
-    if artifacts.complete:
-        artifacts.log_cached()
-        return artifacts.path
-    with artifacts.writing() as folder:
+    def write(folder: Path) -> None:
         if video.info.has_video:
             sampling = sample(video, settings, folder)
         else:
             log.info("frames: %s has no video track; indexed as speech only", video.name)
             sampling = FrameSampling(width=0, height=0, shots=[], frames=[], decoded_fraction=0.0)
         (folder / "sampling.json").write_text(sampling.model_dump_json(indent=1))
-    return artifacts.path
+
+    return cached_stage("frames", video.video_id, settings.artifacts_dir, write, width=settings.frame_width,
+                        floor_fps=settings.sample_floor_fps, max_fps=settings.sample_max_fps,
+                        threshold=settings.shot_threshold)
 
 
 def load_sampling(folder: Path) -> FrameSampling:

@@ -14,7 +14,7 @@ from pathlib import Path
 import ffmpeg
 from pydantic import BaseModel
 
-from cinedex.core.artifacts import stage_artifacts
+from cinedex.core.artifacts import cached_stage
 from cinedex.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -312,9 +312,10 @@ def ingest(path: str | Path, settings: Settings) -> IngestedVideo:
     video_id = fingerprint(real)
     video = IngestedVideo(video_id=video_id, path=str(real), name=given.name, info=info)
 
-    artifacts = stage_artifacts(settings.artifacts_dir, video_id, "ingest")
-    with artifacts.writing() as folder:
+    def write(folder: Path) -> None:
         (folder / "video.json").write_text(video.model_dump_json(indent=2))
+
+    cached_stage("ingest", video_id, settings.artifacts_dir, write)
     kind_text = ("video with audio" if info.has_video and info.has_audio else "video without audio"
                  if info.has_video else "audio only")
     log.info("ingest: %s -> video %s (%.1f s, %s)", given.name, video_id[:12], info.duration_s, kind_text)

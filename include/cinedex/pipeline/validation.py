@@ -17,15 +17,16 @@ from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel
 
-from cinedex.core.artifacts import stage_artifacts
+from cinedex.core.artifacts import cached_stage
 from cinedex.pipeline.events import EVENTS_FILE, read_events
 from cinedex.pipeline.ingest import IngestedVideo
-from cinedex.core.model import Event
+from cinedex.core.model import EVENT_FIELDS, Event, EventFields
 from cinedex.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
 SUITE_NAME = "cinedex_events"
+VALID_FILE = "valid.jsonl"
 _SITE_NAME = "cinedex_local_site"
 _TOP_REASONS = 5
 
@@ -54,21 +55,23 @@ class _Check:
     reason: Callable[[Event], str]
 
 
-def _field_kind(name: str) -> str:
-    return "float64" if Event.model_fields[name].annotation is float else "str"
+def _field_kind(name: str, fields: EventFields) -> str:
+    return "float64" if name in fields.ranges else "str"
 
 
-def _required_text() -> list[str]:
-    return [name for name in Event.required_fields() if Event.model_fields[name].annotation is str]
+def _required_text(fields: EventFields) -> list[str]:
+    model = fields.model
+    return [name for name in model.required_fields() if model.model_fields[name].annotation is str]
 
 
-def _checks(duration_s: float, tolerance_s: float) -> list[_Check]:
-    """The suite, read off the model: required, non-blank, in range, among the allowed values, ordered, unique."""
+def suite_checks(duration_s: float, tolerance_s: float = 0.5, fields: EventFields = EVENT_FIELDS) -> list[_Check]:
+    """The suite, read off the event model: required, non-blank, media times within the film, among the allowed
+    values, ordered, unique."""
     # Imported here, as is all of GX: it takes seconds to import, and DAG parsing imports this module.
     import great_expectations.expectations as gxe
 
-    fields = Event.model_fields
-    required = Event.required_fields()
+    model_fields = fields.model.model_fields
+    required = fields.model.required_fields()
     upper = duration_s + tolerance_s
     checks = [
         _Check(gxe.ExpectColumnValuesToNotBeNull(column=name), lambda e, n=name: f"{n} missing") for name in required
@@ -81,23 +84,22 @@ def _checks(duration_s: float, tolerance_s: float) -> list[_Check]:
             ),
             lambda e, n=name: f"empty {n}",
         )
-        for name in _required_text()
+        for name in _required_text(fields)
     ]
-    # Float fields named *_s are media times in seconds.
+    # Range fields are media times in seconds.
     checks += [
         _Check(
             gxe.ExpectColumnValuesToBeBetween(column=name, min_value=0, max_value=upper),
             lambda e, n=name: f"{n} outside [0, {round(upper, 3)}]",
         )
-        for name, field in fields.items()
-        if field.annotation is float and name.endswith("_s")
+        for name in fields.ranges
     ]
     checks += [
         _Check(
             gxe.ExpectColumnValuesToBeInSet(column=name, value_set=list(get_args(field.annotation))),
             lambda e, n=name: f"{n} {getattr(e, n, None)!r} not allowed",
         )
-        for name, field in fields.items()
+        for name, field in model_fields.items()
         if get_origin(field.annotation) is Literal
     ]
     checks += [
@@ -122,13 +124,13 @@ def _columns(checks: list[_Check]) -> list[str]:
     return list(names)
 
 
-def _frame(events: list[Event], columns: list[str]) -> Any:
+def _frame(events: list[Event], columns: list[str], fields: EventFields) -> Any:
     import pandas as pd
 
     frame = pd.DataFrame(
-        {name: pd.Series([getattr(e, name, None) for e in events], dtype=_field_kind(name)) for name in columns}
+        {name: pd.Series([getattr(e, name, None) for e in events], dtype=_field_kind(name, fields)) for name in columns}
     )
-    for name in _required_text():
+    for name in _required_text(fields):
         frame[name] = frame[name].str.strip()
     return frame
 
@@ -208,6 +210,7 @@ def validate_events(
     out_dir: Path,
     max_invalid_fraction: float,
     tolerance_s: float = 0.5,
+    fields: EventFields = EVENT_FIELDS,
 ) -> ValidationReport:
     """Splits `events` into valid and quarantined ones, writes both with a report and Data Docs into `out_dir`.
 
@@ -218,8 +221,8 @@ def validate_events(
     docs_dir = out_dir / "data_docs"
 
     _quiet_gx()
-    checks = _checks(duration_s, tolerance_s)
-    outcomes, suite_result = _run_suite(_frame(events, _columns(checks)), checks, docs_dir)
+    checks = suite_checks(duration_s, tolerance_s, fields)
+    outcomes, suite_result = _run_suite(_frame(events, _columns(checks), fields), checks, docs_dir)
 
     reasons: dict[int, list[str]] = defaultdict(list)
     expectation_rows = []
@@ -236,7 +239,7 @@ def validate_events(
             }
         )
 
-    valid_path = out_dir / "valid.jsonl"
+    valid_path = out_dir / VALID_FILE
     quarantine_path = out_dir / "quarantine.jsonl"
     _write_jsonl(valid_path, [e.model_dump_json() for i, e in enumerate(events) if i not in reasons])
     _write_jsonl(
@@ -293,24 +296,22 @@ def validate_video_events(video: IngestedVideo, events_dir: Path, settings: Sett
 
     A run over the threshold still keeps its folder (the quarantine is the evidence) and fails, also when rerun.
     """
-    artifacts = stage_artifacts(settings.artifacts_dir, video.video_id, "validation", events=Path(events_dir).name,
-                                max_invalid_fraction=settings.max_invalid_fraction)
-    if artifacts.complete:
-        artifacts.log_cached()
-    else:
-        with artifacts.writing() as folder:
-            try:
-                validate_events(read_events(Path(events_dir) / EVENTS_FILE), video.info.duration_s, folder,
-                                settings.max_invalid_fraction)
-            except ValidationFailed:
-                pass  # raised below from the committed report, so a rerun fails the same way
-    report = json.loads((artifacts.path / "report.json").read_text())
+    def write(folder: Path) -> None:
+        try:
+            validate_events(read_events(Path(events_dir) / EVENTS_FILE), video.info.duration_s, folder,
+                            settings.max_invalid_fraction)
+        except ValidationFailed:
+            pass  # raised below from the committed report, so a rerun fails the same way
+
+    path = cached_stage("validation", video.video_id, settings.artifacts_dir, write, upstream=[events_dir],
+                        max_invalid_fraction=settings.max_invalid_fraction)
+    report = json.loads((path / "report.json").read_text())
     if report["fraction_invalid"] > settings.max_invalid_fraction:
         top = "; ".join(f"{reason} ({count})" for reason, count in list(report["reasons"].items())[:_TOP_REASONS])
         raise ValidationFailed(
             f"{report['quarantined']} of {report['total']} events ({report['fraction_invalid']:.1%}) failed "
             f"validation, more than the allowed {settings.max_invalid_fraction:.1%}. Top reasons: {top}. "
-            f"Quarantine: {artifacts.path / 'quarantine.jsonl'}",
+            f"Quarantine: {path / 'quarantine.jsonl'}",
             ValidationReport.model_validate(report),
         )
-    return artifacts.path
+    return path

@@ -2,6 +2,9 @@
 
 A 2.5-hour film at a useful frame rate is about a million visual tokens, far more than one prompt holds; the
 vision model sees one window at a time, and a film-level pass joins what it wrote.
+
+The windows stage (`plan_windows`) writes the windows and their batches (one mapped inference task each) to
+`windows.json`; the vision stage reads them back with `load_plan`.
 """
 
 from __future__ import annotations
@@ -10,11 +13,15 @@ import bisect
 import logging
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from cinedex.pipeline.asr import Transcript, Utterance
-from cinedex.pipeline.frames import FrameSampling, SampledFrame, Shot
+from cinedex.core.artifacts import cached_stage
+from cinedex.core.settings import Settings
+from cinedex.pipeline.asr import Transcript, Utterance, load_transcript
+from cinedex.pipeline.frames import FrameSampling, SampledFrame, Shot, load_sampling
+from cinedex.pipeline.ingest import IngestedVideo
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +69,7 @@ PATCH_FACTOR = 32  # patch 16 x spatial merge 2
 TEMPORAL_PATCH = 2
 TIMESTAMP_TOKENS = 6  # "<12.5 seconds>" in Qwen's tokenizer
 VISION_MARKER_TOKENS = 2  # <|vision_start|>, <|vision_end|>
+PROMPT_TOKENS = 600  # a window's prompt without its frames: system prompt, field list and dialogue, about
 
 
 def _round_to_factor(value: int) -> int:
@@ -249,3 +257,46 @@ def windows_per_batch(n_windows: int, preferred: int, max_tasks: int = AIRFLOW_M
     """`preferred`, grown where needed so `n_windows` make at most `max_tasks` batches (by default a quarter of
     Airflow's max_map_length, leaving room for other mapped stages)."""
     return max(preferred, 1, math.ceil(n_windows / max(1, max_tasks)))
+
+
+# --- the windows stage --------------------------------------------------------------------------------------------
+
+WINDOWS_FILE = "windows.json"
+
+
+class WindowPlan(BaseModel):
+    windows: list[Window]
+    batches: list[list[int]] = Field(description="Window indexes per mapped inference task.")
+
+
+def plan_windows(video: IngestedVideo, frames_dir: Path, transcript_dir: Path, settings: Settings) -> Path:
+    """The cached windows stage: `windows.json` (the windows and their batches) in its artifact folder."""
+    def write(folder: Path) -> None:
+        sampling = load_sampling(frames_dir)
+        max_frames = max_frames_for(settings.vision_context_tokens, sampling.width, sampling.height,
+                                    prompt_tokens=PROMPT_TOKENS, max_new_tokens=settings.vision_max_new_tokens)
+        windows = build_windows(sampling, load_transcript(transcript_dir), video.info.fps, settings.window_target_s,
+                                settings.window_max_s, max_frames)
+        # One generate call per mapped task: a 3-hour film at 120 s windows and batches of 4 makes about 23 tasks.
+        size = windows_per_batch(len(windows), settings.vision_batch_size)
+        plan = WindowPlan(windows=windows, batches=[[w.index for w in batch] for batch in batches(windows, size)])
+        (folder / WINDOWS_FILE).write_text(plan.model_dump_json())
+        log.info("windows: %s cut into %d windows, %d inference tasks", video.name, len(windows), len(plan.batches))
+
+    return cached_stage("windows", video.video_id, settings.artifacts_dir, write,
+                        upstream=[frames_dir, transcript_dir], target_s=settings.window_target_s,
+                        max_s=settings.window_max_s, context_tokens=settings.vision_context_tokens,
+                        max_new_tokens=settings.vision_max_new_tokens, windows_per_task=settings.vision_batch_size)
+
+
+def load_plan(windows_dir: Path) -> WindowPlan:
+    return WindowPlan.model_validate_json((Path(windows_dir) / WINDOWS_FILE).read_text())
+
+
+def plan_batches(video: IngestedVideo, frames_dir: Path, transcript_dir: Path, settings: Settings) -> list[dict]:
+    """The vision work of a film, one item per inference task (`windows_dir`, `batch`); none without a vision
+    model or without a picture, so the DAG skips inference."""
+    if not settings.vision_enabled or not video.info.has_video:
+        return []
+    windows_dir = plan_windows(video, frames_dir, transcript_dir, settings)
+    return [{"windows_dir": str(windows_dir), "batch": i} for i in range(len(load_plan(windows_dir).batches))]

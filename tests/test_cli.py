@@ -1,0 +1,47 @@
+"""The `cinedex` command as a script uses it: `search --json` prints JSON and nothing else on standard output, on
+both backends; everything logged goes to standard error."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from cinedex.core.model import EVENT_FIELDS, Event
+from cinedex.core.settings import Settings
+from cinedex.index import open_index
+from cinedex.index.embedder import encode
+
+LINES = [(14.4, 17.8, "Sheila", "And I'm Sheila in Texas, originally from Chicago."),
+         (24.1, 28.4, "Sheila", "They all call me a Yankee down here.")]
+
+
+@pytest.mark.parametrize("backend", ["embedded", "elasticsearch"])
+def test_search_json_is_clean_on_stdout(backend, tmp_path, request):
+    env = {**os.environ, "CINEDEX_HOME": str(tmp_path / "home"), "CINEDEX_INDEX_BACKEND": backend}
+    if backend == "elasticsearch":
+        env |= {"AIRFLOW_CONN_ELASTICSEARCH_DEFAULT": request.getfixturevalue("es_url"),
+                "CINEDEX_ELASTICSEARCH_ALIAS": f"cli-{uuid.uuid4().hex[:8]}"}
+    settings = Settings(home=tmp_path / "home", index_backend=backend,
+                        elasticsearch_alias=env.get("CINEDEX_ELASTICSEARCH_ALIAS", "cinedex-events"))
+    if backend == "elasticsearch":
+        os.environ["AIRFLOW_CONN_ELASTICSEARCH_DEFAULT"] = env["AIRFLOW_CONN_ELASTICSEARCH_DEFAULT"]
+    try:
+        events = [Event(video_id="call", start_s=a, end_s=b, speaker=who, content=text, scene_type="dialogue")
+                  for a, b, who, text in LINES]
+        open_index(settings).replace_video("call", events, encode([EVENT_FIELDS.passage(e) for e in events],
+                                                                  "all-MiniLM-L6-v2"))
+    finally:
+        if backend == "elasticsearch":
+            del os.environ["AIRFLOW_CONN_ELASTICSEARCH_DEFAULT"]
+
+    done = subprocess.run([sys.executable, "-m", "cinedex.cli", "search", "originally from Chicago", "--json",
+                           "--limit", "2"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    hits = json.loads(done.stdout)  # nothing but the JSON
+    assert hits[0]["content"] == LINES[0][3] and hits[0]["start_s"] == 14.4
+    assert {"video_id", "event_id", "start_time", "end_time", "score", "speaker", "matched_by"} <= set(hits[0])

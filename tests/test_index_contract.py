@@ -1,0 +1,206 @@
+"""One contract every index backend passes, with the same fixture and the same assertions: the embedded index
+(tantivy + vectors on disk) and Elasticsearch (the Elasticsearch-API server the tests start). Loading, reloading,
+replacing, filters, highlights, paraphrase by kNN, and the two backends agreeing on a fixed set of queries.
+
+Scores differ between backends (and between noida-db and a real Elasticsearch), so only rankings and sets of hits
+are asserted."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import numpy as np
+import pytest
+
+from cinedex.core.model import EVENT_FIELDS, Event, SearchFilters
+from cinedex.core.settings import Settings
+from cinedex.index import open_index
+from cinedex.index.embedder import encode
+from cinedex.index.protocol import IndexBackend
+from cinedex.index.search import SearchHit, search
+
+CASABLANCA = [
+    (12.0, 15.5, "Rick", "Of all the gin joints in all the towns in all the world, she walks into mine."),
+    (40.0, 43.0, "Ilsa", "Play it, Sam. Play As Time Goes By."),
+    (95.25, 98.0, "Rick", "Here's looking at you, kid."),
+    (130.0, 133.0, "Louis", "I'm shocked, shocked to find that gambling is going on in here!"),
+    (3725.0, 3731.0, "Rick", "Louis, I think this is the beginning of a beautiful friendship."),
+]
+INTERSTELLAR = [
+    (60.0, 64.0, "Cooper", "We used to look up at the sky and wonder at our place in the stars."),
+    (300.0, 305.0, "Brand", "Gravitation is the one force that can cross the dimensions, including time."),
+    (910.0, 913.0, "Murph", "I had a dream that the bookshelf was talking to me."),
+]
+# Queries whose best hit both backends must agree on: words, a quote, stemmed forms, and meaning alone.
+AGREED_QUERIES = ["beginning of a beautiful friendship", "Play it, Sam", "gin joints", "gambling",
+                  "dreams", "gravitational", "wonder at the stars", "nightmare about furniture speaking",
+                  "looking at you kid"]
+
+
+def events(video_id: str, lines: list[tuple[float, float, str, str]]) -> list[Event]:
+    return [Event(video_id=video_id, start_s=start, end_s=end, content=content, scene_type="dialogue",
+                  speaker=speaker, characters=[speaker])
+            for start, end, speaker, content in lines]
+
+
+def vectors(film: list[Event]) -> np.ndarray:
+    """Real all-MiniLM-L6-v2 embeddings of the passages the embed stage writes."""
+    return encode([EVENT_FIELDS.passage(e) for e in film], "all-MiniLM-L6-v2")
+
+
+def load(index: IndexBackend, video_id: str, lines) -> int:
+    film = events(video_id, lines)
+    return index.replace_video(video_id, film, vectors(film)).indexed
+
+
+def emphasised(highlight: str) -> set[str]:
+    """The words the highlight marks: each backend marks a matched word alone or a matched phrase whole."""
+    return {word.strip(".,!?").lower() for part in re.findall(r"<b>(.*?)</b>", highlight) for word in part.split()}
+
+
+def backend_settings(kind: str, tmp_path, monkeypatch, es_url_factory) -> Settings:
+    if kind == "embedded":
+        return Settings(home=tmp_path / "home")
+    monkeypatch.setenv("AIRFLOW_CONN_ELASTICSEARCH_DEFAULT", es_url_factory())
+    # An alias of its own: the tests share the server, not documents.
+    return Settings(home=tmp_path / "home", index_backend="elasticsearch",
+                    elasticsearch_alias=f"contract-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture(params=["embedded", "elasticsearch"])
+def settings(request, tmp_path, monkeypatch) -> Settings:
+    return backend_settings(request.param, tmp_path, monkeypatch, lambda: request.getfixturevalue("es_url"))
+
+
+@pytest.fixture
+def index(settings) -> IndexBackend:
+    index = open_index(settings)
+    load(index, "casablanca", CASABLANCA)
+    load(index, "interstellar", INTERSTELLAR)
+    return index
+
+
+def test_both_backends_implement_the_interface(index, settings):
+    assert index.name == settings.index_backend
+    assert index.fields is EVENT_FIELDS
+    assert isinstance(index, IndexBackend)
+    assert open_index(settings) is index  # opened once per process and configuration
+
+
+def test_load_count_and_read_back_in_time_order(index):
+    assert index.count() == len(CASABLANCA) + len(INTERSTELLAR)
+    assert index.count("casablanca") == len(CASABLANCA)
+    assert index.count("casablanca", pipeline_version="no-such-version") == 0
+    film = index.video_events("interstellar")
+    assert [e.start_s for e in film] == [60.0, 300.0, 910.0]
+    assert film == events("interstellar", INTERSTELLAR)
+
+
+def test_phrase_finds_its_event_first_with_its_time_range(index, settings):
+    hits = search("beginning of a beautiful friendship", settings)
+
+    assert hits and all(isinstance(hit, SearchHit) for hit in hits)
+    best = hits[0]
+    assert (best.video_id, best.start_s, best.end_s) == ("casablanca", 3725.0, 3731.0)
+    assert (best.start_time, best.end_time) == ("01:02:05", "01:02:11")
+    assert best.speaker == "Rick" and best.scene_type == "dialogue" and best.source == "asr"
+    assert {"beautiful", "friendship"} <= emphasised(best.highlight)
+    assert sorted(best.matched_by) == ["bm25", "knn"] and best.score == pytest.approx(2 / 61)
+    assert [hit.score for hit in hits] == sorted((hit.score for hit in hits), reverse=True)
+
+
+def test_reloading_the_same_events_neither_duplicates_nor_touches_other_videos(index, settings):
+    in_casablanca = SearchFilters(video_id="casablanca")
+    every_line = "gin play looking shocked friendship"
+    ids_before = {hit.event_id for hit in search(every_line, settings, in_casablanca, limit=100)}
+    assert len(ids_before) == len(CASABLANCA)
+
+    for _ in range(2):
+        assert load(index, "casablanca", CASABLANCA) == len(CASABLANCA)
+
+    assert index.count("casablanca") == len(CASABLANCA)
+    assert index.count() == len(CASABLANCA) + len(INTERSTELLAR)
+    assert {hit.event_id for hit in search(every_line, settings, in_casablanca, limit=100)} == ids_before
+
+
+def test_replacing_with_fewer_events_and_deleting(index, settings):
+    load(index, "casablanca", CASABLANCA[:2])
+    assert index.count("casablanca") == 2
+    assert not [hit for hit in search("beautiful friendship", settings) if hit.video_id == "casablanca"]
+
+    assert index.delete_video("casablanca") == 2
+    assert index.count("casablanca") == 0
+    assert index.count("interstellar") == len(INTERSTELLAR)
+    assert {hit.video_id for hit in search("gin joint", settings)} <= {"interstellar"}
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "bm25", "knn"])
+@pytest.mark.parametrize(("filters", "expected_starts"), [
+    (SearchFilters(start_s=50.0, end_s=200.0), {60.0, 95.25, 130.0}),  # events overlapping 50-200 s
+    (SearchFilters(speaker="Rick"), {12.0, 95.25, 3725.0}),
+    (SearchFilters(character="Murph"), {910.0}),
+    (SearchFilters(scene_type="action"), set()),
+    (SearchFilters(video_id="interstellar", end_s=301.0), {60.0, 300.0}),
+])
+def test_filters_narrow_both_rankings(index, settings, filters, expected_starts, mode):
+    everything = settings.model_copy(update={"knn_min_similarity": -1.0})  # kNN then ranks every event it may
+    hits = search("the look of the stars, time and the world", everything, filters, limit=20, mode=mode)
+    if mode == "bm25":
+        assert {hit.start_s for hit in hits} <= expected_starts
+    else:  # kNN ranks every event that passes the filters
+        assert {hit.start_s for hit in hits} == expected_starts
+
+
+def test_a_name_filter_is_exact(index, settings):
+    assert search("gin", settings, SearchFilters(speaker="rick"), mode="bm25") == []
+    assert search("gin", settings, SearchFilters(speaker="Ric"), mode="bm25") == []
+    assert [h.start_s for h in search("gin", settings, SearchFilters(speaker="Rick"), mode="bm25")] == [12.0]
+
+
+def test_english_stop_words_are_not_searched_and_phrases_around_them_still_match(index, settings):
+    assert search("the", settings, mode="bm25") == []
+    hits = search("Play it, Sam", settings, mode="bm25")
+    assert (hits[0].video_id, hits[0].start_s) == ("casablanca", 40.0)
+    assert {"play", "sam"} <= emphasised(hits[0].highlight)
+
+
+@pytest.mark.parametrize(("query", "expected_start_s"),
+                         [("dreams", 910.0), ("dreaming", 910.0), ("JOINTS", 12.0), ("shocking", 130.0)])
+def test_stemming_matches_other_forms_of_a_word(index, settings, query, expected_start_s):
+    hits = search(query, settings, mode="bm25")
+    assert hits and hits[0].start_s == expected_start_s
+
+
+def test_a_paraphrase_with_no_shared_word_is_found_by_meaning(index, settings):
+    hits = search("nightmare about furniture speaking", settings)
+    assert hits[0].video_id == "interstellar" and hits[0].start_s == 910.0
+    assert hits[0].matched_by == ["knn"] and hits[0].highlight == ""
+    assert search("nightmare about furniture speaking", settings, mode="bm25") == []
+
+
+@pytest.mark.parametrize("query", ["", "   ", '"', "title:", "speaker:Rick AND", "(((", "[1 TO", "-gin", "gin*",
+                                   "\\", "'; DROP TABLE events; --", "\x00", "東京", "🙂🎬", "\ud800", "x" * 5000,
+                                   " ".join(["gin"] * 1000)])
+def test_any_text_is_a_valid_query(index, settings, query):
+    assert isinstance(search(query, settings), list)
+    assert isinstance(search(query, settings, SearchFilters(video_id="casablanca")), list)
+
+
+def test_an_empty_index_gives_no_hits(settings):
+    assert search("gin", settings) == []
+    assert open_index(settings).count() == 0
+    assert open_index(settings).video_events("casablanca") == []
+
+
+def test_both_backends_agree_on_the_best_hit_of_a_fixed_query_set(tmp_path, monkeypatch, request):
+    best = {}
+    for kind in ("embedded", "elasticsearch"):
+        settings = backend_settings(kind, tmp_path / kind, monkeypatch, lambda: request.getfixturevalue("es_url"))
+        index = open_index(settings)
+        load(index, "casablanca", CASABLANCA)
+        load(index, "interstellar", INTERSTELLAR)
+        best[kind] = [(hit.video_id, hit.start_s) for query in AGREED_QUERIES
+                      for hit in search(query, settings, limit=1)]
+    assert len(best["embedded"]) == len(AGREED_QUERIES)
+    assert best["embedded"] == best["elasticsearch"]
