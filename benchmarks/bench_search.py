@@ -26,11 +26,11 @@ from pathlib import Path
 import numpy as np
 import tantivy
 
-from cinedex.pipeline.embeddings import encode, event_text
-from cinedex.index.embedded import TEXT_ANALYZER, TEXT_FIELDS, TEXT_TOKENIZER, EmbeddedIndex
-from cinedex.core.model import Event, SearchFilters
-from cinedex.index.search import FIELD_BOOSTS, _cached_query_vector, build_query, search
+from cinedex.core.model import EVENT_FIELDS, Event, SearchFilters
 from cinedex.core.settings import Settings
+from cinedex.index.embedded import TEXT_ANALYZER, TEXT_TOKENIZER, EmbeddedIndex
+from cinedex.index.embedder import encode
+from cinedex.index.search import _cached_query_vector, search
 
 SEED = 20240607
 COMMON_WORDS = """
@@ -106,7 +106,7 @@ class VectorPool:
 
     def __init__(self, factory: EventFactory, size: int, model: str) -> None:
         events = factory.video("pool", size)
-        texts = [event_text(e) for e in events]
+        texts = [EVENT_FIELDS.passage(e) for e in events]
         encode(texts[:64], model)  # loads the model outside the timing
         started = time.perf_counter()
         self.pool = encode(texts, model)
@@ -211,14 +211,14 @@ def main() -> None:
         searcher = index.searcher()
         raw_index = tantivy.Index.open(str(settings.index_dir))
         raw_index.register_tokenizer(TEXT_TOKENIZER, TEXT_ANALYZER)
-        boosts = {field: FIELD_BOOSTS.get(field, 1.0) for field in TEXT_FIELDS}
+        boosts = EVENT_FIELDS.boosts
 
         def baseline(text: str) -> None:
-            query, _errors = raw_index.parse_query_lenient(text, list(TEXT_FIELDS), boosts)
+            query, _errors = raw_index.parse_query_lenient(text, list(EVENT_FIELDS.text), boosts)
             searcher.search(query, limit=args.limit, count=False)
 
         def built(text: str) -> None:
-            query = build_query(index.schema, text)
+            query = index.build_query(text)
             if query is not None:
                 searcher.search(query, limit=args.limit, count=False)
 

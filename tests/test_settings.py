@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pydantic
+import pytest
+
 from cinedex.core.settings import Settings
 
 
@@ -35,3 +38,33 @@ def test_media_roots_always_include_home_and_a_local_inbox(tmp_path):
     settings = Settings(home=tmp_path / "home", media_roots=f"/srv/films:{tmp_path}", inbox="/srv/inbox")
     assert settings.allowed_roots == [Path("/srv/films"), tmp_path.resolve(), (tmp_path / "home").resolve(),
                                       Path("/srv/inbox")]
+
+
+def test_the_bounds_of_the_trigger_form_hold_for_the_environment_too(monkeypatch):
+    monkeypatch.setenv("CINEDEX_FRAME_WIDTH", "10")
+    with pytest.raises(pydantic.ValidationError, match="frame_width"):
+        Settings()
+
+
+def test_a_run_can_choose_only_the_per_run_settings():
+    """A run's conf (the trigger form, or any JSON a user sends) changes the per-run settings and nothing of the
+    deployment's: roots, endpoints, keys and thresholds stay as configured."""
+    configured = Settings(media_roots="/srv/films", vision_endpoint="", max_invalid_fraction=0.2)
+    run = configured.for_run({"media_roots": "/", "vision_endpoint": "http://elsewhere/v1",
+                              "max_invalid_fraction": 1.0, "vision_batch_size": 100000, "frame_width": 320})
+    assert (run.media_roots, run.vision_endpoint, run.max_invalid_fraction) == ("/srv/films", "", 0.2)
+    assert run.vision_batch_size == configured.vision_batch_size and run.frame_width == 320
+
+
+def test_the_trigger_form_is_made_from_the_per_run_settings():
+    from cinedex.orchestration.dagspec import index_params
+
+    params = index_params(Settings(frame_width=512))
+    assert list(params) == ["video", *Settings.per_run_fields()]
+    schema = Settings.model_json_schema()["properties"]
+    width = params["frame_width"]
+    assert width.value == 512
+    assert (width.schema["minimum"], width.schema["maximum"]) == (schema["frame_width"]["minimum"],
+                                                                  schema["frame_width"]["maximum"])
+    for name in Settings.per_run_fields():
+        assert params[name].schema["title"] == schema[name]["title"] and params[name].description, name
