@@ -162,3 +162,22 @@ def test_no_events_is_valid(tmp_path):
     assert (tmp_path / "quarantine.jsonl").read_text() == ""
     assert json.loads((tmp_path / "report.json").read_text())["total"] == 0
     assert report.data_docs.is_file()
+
+
+def test_the_stage_report_points_at_files_of_its_own_folder(tmp_path, clip_without_audio):
+    """The stage writes aside and renames into place: the paths in its report.json hold after the rename."""
+    from cinedex.core.settings import Settings
+    from cinedex.pipeline import ingest
+    from cinedex.pipeline.events import EVENTS_FILE, write_events
+    from cinedex.pipeline.validation import validate_video_events
+
+    settings = Settings(home=tmp_path / "home", media_roots=str(clip_without_audio.parent))
+    video = ingest.ingest(clip_without_audio, settings)
+    events_dir = tmp_path / "events"
+    events_dir.mkdir()
+    write_events([e.model_copy(update={"video_id": video.video_id}) for e in good_events()[:1]],
+                 events_dir / EVENTS_FILE)
+    folder = validate_video_events(video, events_dir, settings)
+    report = json.loads((folder / "report.json").read_text())
+    for name in ("data_docs", "valid_path", "quarantine_path"):
+        assert (folder / report[name]).is_file(), name

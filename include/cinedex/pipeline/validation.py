@@ -267,6 +267,9 @@ def validate_events(
         json.dumps(
             {
                 **report.model_dump(mode="json"),
+                # Relative to the folder: the stage writes it aside and renames it into place.
+                **{name: str(getattr(report, name).relative_to(out_dir))
+                   for name in ("data_docs", "valid_path", "quarantine_path")},
                 "suite": SUITE_NAME,
                 "duration_s": duration_s,
                 "tolerance_s": tolerance_s,
