@@ -10,7 +10,8 @@ from airflow.sdk import Asset, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from cinedex.core.settings import Settings
-from cinedex.orchestration.dagspec import GPU_POOL, GPU_QUEUE, INDEX_DAG_ID, index_params
+from cinedex.orchestration.dagspec import (GPU_POOL, GPU_QUEUE, INDEX_DAG_ID, UnknownRunField, index_params,
+                                           settings_for_run)
 from cinedex.page import report
 from cinedex.pipeline import (asr, audio, embeddings, events, film, frames, ingest, load as loading, validation,
                               vision, windows)
@@ -20,7 +21,11 @@ SEARCH_INDEX = Asset("cinedex://index/events")
 
 
 def run_settings() -> Settings:
-    return Settings().for_run(get_current_context()["params"])
+    context = get_current_context()
+    try:
+        return settings_for_run(context["dag_run"].conf or {}, context["params"])
+    except UnknownRunField as exc:  # `airflow dags trigger -c` or the REST API, with fields the form lacks
+        raise AirflowFailException(str(exc)) from exc
 
 
 def video_of(ingested: dict) -> IngestedVideo:

@@ -29,6 +29,10 @@ from cinedex.core.settings import Settings
 
 TABLE = Path(__file__).resolve().parent.parent / "docs" / "bad-inputs.md"
 TEN_HOURS_S = 36_000
+THIRTEEN_HOURS_S = 46_800  # over the default CINEDEX_MAX_DURATION_S of 12 hours
+# Lists of other files in the inbox (an HLS playlist and a concat list, named like films), and the real media file
+# outside the media roots that each names: ffmpeg must never read it, and nothing of it may reach an artifact.
+LIST_TARGETS = {"holiday.mp4": "holiday segment.ts", "reel list.mp4": "private reel.mp4"}
 
 
 @dataclass(frozen=True)
@@ -239,6 +243,23 @@ def _ten_hours_silent(path: Path, scratch: Path, outside: Path) -> None:
             "ultrafast", "-pix_fmt", "yuv420p", path)
 
 
+def _thirteen_hours_silent(path: Path, scratch: Path, outside: Path) -> None:
+    _ffmpeg("-f", "lavfi", "-i", f"color=gray:s=64x36:r=1/60:d={THIRTEEN_HOURS_S}", "-c:v", "libx264", "-preset",
+            "ultrafast", "-pix_fmt", "yuv420p", path)
+
+
+def _hls_playlist(path: Path, scratch: Path, outside: Path) -> None:
+    # 100-odd bytes of text naming a real MPEG-TS outside the media roots: ffmpeg picks its demuxer by the bytes,
+    # whatever the name, and its HLS demuxer would read the segment from wherever it lies.
+    segment = _clip(outside / LIST_TARGETS[path.name], tone=1870, extra=("-f", "mpegts"))
+    path.write_text(f"#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.0,\n{segment}\n#EXT-X-ENDLIST\n")
+
+
+def _concat_list(path: Path, scratch: Path, outside: Path) -> None:
+    target = _clip(outside / LIST_TARGETS[path.name], tone=1930)
+    path.write_text(f"ffconcat version 1.0\nfile '{target}'\n")
+
+
 # The HDR test picture: the test pattern's SDR colours converted to BT.2020 / PQ (SDR white at 100 nits), so a
 # frame tone-mapped back to SDR can be compared with the pattern itself.
 SDR_PATTERN = "testsrc2=s=320x180:r=25:d=1"
@@ -349,6 +370,12 @@ _CASES: list[tuple[str, str, Builder, type[ingest.IngestError] | None, str, str]
     ("concat:100%d.mp4", "a name that looks like an ffmpeg protocol and pattern", _named(850), None, "",
      "indexed; read as a plain file"),
     ("line\nbreak.mp4", "a name with a newline in it", _named(860), None, "", "indexed"),
+    ("holiday.mp4", "an HLS playlist named .mp4, its segment a real MPEG-TS outside the media roots", _hls_playlist,
+     ingest.PlaylistNotAllowed, "an HLS playlist", ""),
+    ("reel list.mp4", "an ffmpeg concat list named .mp4, naming a real film outside the media roots", _concat_list,
+     ingest.PlaylistNotAllowed, "an ffmpeg concat list", ""),
+    ("thirteen hours silent.mp4", "a 13-hour film (tiny grey picture, one frame a minute): over the 12-hour limit",
+     _thirteen_hours_silent, ingest.TooLong, "CINEDEX_MAX_DURATION_S", ""),
 ]
 
 
@@ -444,7 +471,13 @@ def outcomes_table(inputs: list[BadInput], outcomes: dict[str, Outcome], root: P
         "A ten-hour film costs what its length asks and no more: ingest probes it in well under a second, the sampler",
         "keeps at least one frame per shot and at most the floor rate in static pictures (`CINEDEX_SAMPLE_FLOOR_FPS`,",
         "one frame every 2 s by default: at most 18,000 frames for ten static hours), and speech recognition runs",
-        "only where voice activity detection finds speech; a silent film has no transcript to make.",
+        "only where voice activity detection finds speech; a silent film has no transcript to make. A film longer",
+        "than `CINEDEX_MAX_DURATION_S` (12 hours by default) is refused before anything of it is decoded.",
+        "",
+        "ffmpeg opens a file only with the demuxers of the containers cinedex reads (`CONTAINERS` in",
+        "`pipeline/ingest.py`, passed as `-format_whitelist` to every ffprobe and ffmpeg call, with the file",
+        "protocol only): a playlist or concat list is refused for what it is, whatever its name, before ffmpeg reads",
+        "anything it names, and its message never says what that is.",
         "",
         "| # | input | what it is | outcome | message shown to the user |",
         "| --- | --- | --- | --- | --- |",

@@ -91,6 +91,11 @@ def windows(sampled_film, sample_film) -> list:
 
 
 AIRFLOW_ADMIN = ("admin", "cinedex-test-password")
+# One login per role of Airflow's simple auth manager, as a deployment's colleagues would have them.
+AIRFLOW_USERS = {"admin": ("admin", AIRFLOW_ADMIN[1]), "user": ("ursula", "cinedex-user-password"),
+                 "viewer": ("vera", "cinedex-viewer-password"),
+                 # A login without any role: Airflow grants it nothing, not even reading the DAG's runs.
+                 "": ("nora", "cinedex-no-role-password")}
 
 
 def _private_airflow_environment() -> Path:
@@ -106,14 +111,15 @@ def _private_airflow_environment() -> Path:
     home = Path(tempfile.mkdtemp(prefix="cinedex-test-airflow-"))
     atexit.register(shutil.rmtree, home, ignore_errors=True)
     passwords = home / "passwords.json"
-    passwords.write_text(json.dumps(dict([AIRFLOW_ADMIN])))
+    passwords.write_text(json.dumps(dict(AIRFLOW_USERS.values())))
     project = Path(__file__).resolve().parent.parent
     os.environ.update({
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(project / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(project / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{AIRFLOW_ADMIN[0]}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{name}:{role}" for role, (name, _) in
+                                                             AIRFLOW_USERS.items()),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
         # Airflow writes a secret into airflow.cfg only when it creates that file; a module that imported Airflow
         # first may have read its configuration before, so the API server's token secret is given outright.
@@ -144,3 +150,43 @@ def es_url(tmp_path_factory):
 
     with elasticsearch_server(tmp_path_factory.mktemp("elasticsearch")) as server:
         yield server.url
+
+
+@pytest.fixture(scope="module")
+def api_server(airflow_home):
+    """Airflow's real API server app, in process, with the cinedex plugin mounted as Airflow mounts it."""
+    from airflow.api_fastapi.app import create_app, purge_cached_app
+    from fastapi.testclient import TestClient
+
+    purge_cached_app()
+    with TestClient(create_app()) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def headers_of(api_server):
+    """role -> the Authorization header of that role's user, logged in through Airflow's /auth/token."""
+    def login(role: str) -> dict:
+        name, password = AIRFLOW_USERS[role]
+        reply = api_server.post("/auth/token", json={"username": name, "password": password})
+        assert reply.status_code in (200, 201), reply.text
+        return {"Authorization": f"Bearer {reply.json()['access_token']}"}
+
+    return login
+
+
+@pytest.fixture(scope="module")
+def token(headers_of) -> str:
+    return headers_of("admin")["Authorization"].removeprefix("Bearer ")
+
+
+@pytest.fixture(scope="module")
+def dag_in_airflow(airflow_home):
+    """The index DAG serialized into the test database, as the dag-processor would put it there."""
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+
+    from cinedex import cli
+
+    DagBundlesManager().sync_bundles_to_db()
+    sync_bag_to_db(DagBag(dag_folder=str(cli.PROJECT_ROOT / "dags")), "dags-folder", None)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pytest
-from conftest import AIRFLOW_ADMIN
 
 from cinedex.core.model import EVENT_FIELDS, Event
 from cinedex.index import open_index
@@ -16,23 +15,6 @@ LINES = [
     (14.4, 17.8, "Sheila", "And I'm Sheila in Texas, originally from Chicago."),
     (24.1, 28.4, "Sheila", "At least you know, they all call me a Yankee down here, so what can I say?"),
 ]
-
-
-@pytest.fixture(scope="module")
-def api_server(airflow_home):
-    from airflow.api_fastapi.app import create_app, purge_cached_app
-    from fastapi.testclient import TestClient
-
-    purge_cached_app()
-    with TestClient(create_app()) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def token(api_server) -> str:
-    reply = api_server.post("/auth/token", json={"username": AIRFLOW_ADMIN[0], "password": AIRFLOW_ADMIN[1]})
-    assert reply.status_code in (200, 201), reply.text
-    return reply.json()["access_token"]
 
 
 @pytest.fixture
@@ -314,18 +296,6 @@ def test_upload_of_a_video_lands_in_todays_inbox_folder(api_server, auth, film, 
         assert uploaded["name"] == expected and uploaded["path"] == str(today / expected)
         assert uploaded["info"]["has_video"] and uploaded["size_bytes"] == clip_with_audio.stat().st_size
     assert sorted(p.name for p in today.iterdir()) == ["bunny (2).mp4", "bunny.mp4"]
-
-
-@pytest.fixture(scope="module")
-def dag_in_airflow(airflow_home):
-    """The index DAG serialized into the test database, as the dag-processor would put it there."""
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
-
-    from cinedex import cli
-
-    DagBundlesManager().sync_bundles_to_db()
-    sync_bag_to_db(DagBag(dag_folder=str(cli.PROJECT_ROOT / "dags")), "dags-folder", None)
 
 
 def test_trigger_form_run_and_progress(api_server, auth, film, dag_in_airflow):

@@ -7,6 +7,7 @@ outcomes table (docs/bad-inputs.md) says what really happened.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import threading
@@ -18,8 +19,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bad_media import (INBOX_NAMES, SDR_PATTERN, TABLE, TEN_HOURS_S, day_settings, make_bad_inbox, outcomes_table,
-                       run_day)
+from bad_media import (INBOX_NAMES, LIST_TARGETS, SDR_PATTERN, TABLE, TEN_HOURS_S, day_settings, make_bad_inbox,
+                       outcomes_table, run_day)
 from cinedex.pipeline import frames, ingest
 from cinedex.core.settings import Settings
 
@@ -250,6 +251,59 @@ def test_the_outcomes_table_matches_the_real_outcomes(day):
     root, inputs, _, outcomes = day
     expected = outcomes_table(list(inputs.values()), outcomes, root)
     assert TABLE.read_text() == expected, "docs/bad-inputs.md is stale: run `python tests/bad_media.py --write-table`"
+
+
+def _distinct_chunks(data: bytes, size: int = 64) -> list[bytes]:
+    """Stretches of `data` with many different byte values (compressed samples, not padding): any one of them
+    found in another file is a copy of this one, not chance."""
+    chunks = (data[i:i + size] for i in range(0, len(data) - size, size))
+    return [chunk for chunk in chunks if len(set(chunk)) > size // 2]
+
+
+def _peak_hz(path: Path) -> float:
+    with wave.open(str(path)) as wav:
+        samples = np.frombuffer(wav.readframes(wav.getnframes()), np.int16).astype(float)
+    return float(np.fft.rfftfreq(len(samples), 1 / 16_000)[np.abs(np.fft.rfft(samples)).argmax()])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(LIST_TARGETS))
+def test_nothing_a_list_of_other_files_names_reaches_an_artifact(day, name):
+    root, _, settings, outcomes = day
+    outcome = outcomes[name]
+    assert outcome.video is None and outcome.sampling is None and outcome.audio is None
+    target = root / "outside" / LIST_TARGETS[name]
+    # The message says what the list is, never what it names.
+    assert target.name not in outcome.message and "outside" not in outcome.message and target.suffix not in \
+        outcome.message.removeprefix(name)
+    secret = target.read_bytes()
+    chunks = _distinct_chunks(secret)
+    assert len(chunks) > 50
+    listed = hashlib.sha256((root / "inbox" / name).read_bytes()).hexdigest()
+    ids = {listed, hashlib.sha256(secret).hexdigest()}
+    files = [p for p in settings.home.rglob("*") if p.is_file()]
+    assert files  # the good films of the day left their artifacts
+    for path in files:
+        assert not ids & set(path.relative_to(settings.home).parts), path  # no stage ran for the list
+        data = path.read_bytes()
+        assert target.name.encode() not in data and str(target.parent).encode() not in data, path
+        assert not any(chunk in data for chunk in chunks), f"{path} holds bytes of {target}"
+        if path.suffix == ".wav":  # the sound the list names (1870 or 1930 Hz) was never decoded into audio
+            assert _peak_hz(path) < 1800, path
+
+
+@pytest.mark.slow
+def test_a_lower_duration_limit_refuses_the_ten_hour_film(day, monkeypatch):
+    root, inputs, _, _ = day
+    monkeypatch.setenv("CINEDEX_MAX_DURATION_S", str(9 * 3600))
+    limited = Settings(home=root / "limited", media_roots=str(root / "inbox"))
+    started = time.monotonic()
+    with pytest.raises(ingest.TooLong) as refused:
+        ingest.ingest(inputs["ten hours silent.mp4"].path, limited)
+    assert time.monotonic() - started < 5  # refused from the probe, before any decoding
+    assert str(refused.value).startswith("ten hours silent.mp4: too long: 10 h 00 min (36000 s), more than the "
+                                         "limit of 9 h 00 min (32400 s) set by CINEDEX_MAX_DURATION_S")
+    assert not (root / "limited").exists()
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file, so an unreadable file cannot be made")

@@ -115,7 +115,7 @@ def index(client) -> Iterator[ElasticIndex]:
     alias = f"test-{uuid.uuid4().hex[:8]}-events"
     yield ElasticIndex(client, alias=alias, dims=DIMS, options=QUICK)
     # By name: Elasticsearch refuses wildcard deletes by default (action.destructive_requires_name).
-    client.indices.delete(index=[f"{alias}-v1", f"{alias}-v2"], ignore_unavailable=True)
+    client.indices.delete(index=[f"{alias}-v1", f"{alias}-v2", f"{alias}-locks"], ignore_unavailable=True)
 
 
 @pytest.fixture
@@ -231,7 +231,7 @@ def test_a_concurrent_searcher_sees_the_old_set_or_the_new_one(client, es_url, c
         finally:
             done.set()
             poller.join()
-            client.indices.delete(index=loader.index, ignore_unavailable=True)
+            client.indices.delete(index=[loader.index, loader.locks_index], ignore_unavailable=True)
     assert len(seen) > 20
     assert set(seen) <= {len(old), len(new)}, sorted(set(seen))
 
@@ -250,6 +250,114 @@ def test_a_new_pipeline_version_gets_its_own_index_and_keeps_other_videos(loaded
     assert ids(upgraded.knn(unit_vectors(len(alien), seed=2)[3], SearchFilters(video_id="alien"), 1)) == [alien[3].id]
     with pytest.raises(RuntimeError, match="not an older version"):
         loaded.replace_video("casablanca", casablanca)
+
+
+def test_concurrent_loads_of_a_new_version_never_bring_back_old_events(es_url, client):
+    """Loads of a new pipeline version started together, each with its own client (as tasks on different workers):
+    every video ends with exactly its new set, a video no load touched with exactly its old one, and the older
+    index is gone. Without a guard, one load's carry-over copies the other video's old events into the new index
+    after that video's own load wrote its new set and deleted its stale events: the video shows both."""
+    alias = f"test-{uuid.uuid4().hex[:8]}-events"
+    reloaded = {"casablanca": CASABLANCA, "alien": ALIEN}
+    untouched = film_events("nosferatu", ALIEN[:4])
+    versions = ("2", "3")
+
+    def new_set(video_id: str, version: str) -> list[Event]:
+        rows = reloaded[video_id]
+        return film_events(video_id, rows[:len(rows) - int(version)], pipeline_version=version)
+
+    # Carry-overs and loads go in bulks of three, each held 30 ms: the loads overlap for a good part of a second,
+    # longer than the lock's time to live, which the holder keeps renewing.
+    with BulkProxy(es_url, bulk_delay_s=0.03) as proxy:
+        def loader(version: str) -> ElasticIndex:
+            return ElasticIndex(Elasticsearch(proxy.url, **CLIENT_OPTIONS), alias=alias, pipeline_version=version,
+                                options=LoadOptions(chunk_size=3, initial_backoff_s=0.05, max_backoff_s=0.5,
+                                                    outage_timeout_s=30.0, lock_ttl_s=2.0))
+
+        first = ElasticIndex(client, alias=alias, options=QUICK)
+        try:
+            for video_id, rows in reloaded.items():
+                first.replace_video(video_id, film_events(video_id, rows))
+            first.replace_video("nosferatu", untouched)
+            for version in versions:
+                start = threading.Barrier(len(reloaded))
+                errors: list[BaseException] = []
+
+                def load(video_id: str, index: ElasticIndex) -> None:
+                    try:
+                        start.wait()
+                        index.replace_video(video_id, new_set(video_id, version))
+                    except BaseException as exc:  # noqa: BLE001 - reported below
+                        errors.append(exc)
+
+                threads = [threading.Thread(target=load, args=(video_id, loader(version))) for video_id in reloaded]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join(timeout=120)
+                reader = ElasticIndex(client, alias=alias, pipeline_version=version)
+                for video_id in reloaded:
+                    stored = [e.id for e in reader.video_events(video_id)]
+                    expected = [e.id for e in new_set(video_id, version)]
+                    assert sorted(stored) == sorted(expected), (
+                        f"v{version}: {video_id} holds {len(stored)} events, {len(expected)} expected; versions "
+                        f"{sorted({e.pipeline_version for e in reader.video_events(video_id)})}")
+                assert reader.video_events("nosferatu") == untouched, f"v{version}: nosferatu"
+                assert not errors, errors
+                assert list(client.indices.get_alias(name=alias)) == [f"{alias}-v{version}"]
+                assert not client.indices.exists(index=f"{alias}-v{int(version) - 1}")
+        finally:
+            client.indices.delete(index=[f"{alias}-v{version}" for version in ("1", *versions)] + [f"{alias}-locks"],
+                                  ignore_unavailable=True)
+
+
+def test_a_load_of_the_old_version_during_a_migration_waits_and_then_refuses(es_url, client, casablanca, alien):
+    """A load of the old version that starts while a new version's first load copies the old index waits for it,
+    instead of writing into an index already copied and about to be dropped, and then refuses: the new version
+    serves."""
+    alias = f"test-{uuid.uuid4().hex[:8]}-events"
+    ElasticIndex(client, alias=alias, options=QUICK).replace_video("alien", alien)
+    ElasticIndex(client, alias=alias, options=QUICK).replace_video("casablanca", casablanca)
+    outcome: dict = {}
+    try:
+        with BulkProxy(es_url, bulk_delay_s=0.1) as proxy:
+            migration = ElasticIndex(Elasticsearch(proxy.url, **CLIENT_OPTIONS), alias=alias, pipeline_version="2",
+                                     options=LoadOptions(chunk_size=2))
+            upgraded = film_events("alien", ALIEN[:3], pipeline_version="2")
+            migrating = threading.Thread(
+                target=lambda: outcome.update(report=migration.replace_video("alien", upgraded)))
+            migrating.start()
+            try:
+                deadline = time.monotonic() + 10
+                while not client.exists(index=f"{alias}-locks", id="migration"):
+                    assert time.monotonic() < deadline, "the migration never took the lock"
+                    time.sleep(0.01)
+                old = ElasticIndex(client, alias=alias, options=QUICK)
+                with pytest.raises(RuntimeError, match="not an older version"):
+                    old.replace_video("casablanca", casablanca[:4])
+            finally:
+                migrating.join(timeout=60)  # before the proxy closes
+        assert outcome["report"].carried_over == len(casablanca)
+        reader = ElasticIndex(client, alias=alias, pipeline_version="2")
+        assert reader.video_events("casablanca") == sorted(casablanca, key=lambda e: e.start_s)
+        assert [e.id for e in reader.video_events("alien")] == [e.id for e in upgraded]
+    finally:
+        client.indices.delete(index=[f"{alias}-v1", f"{alias}-v2", f"{alias}-locks"], ignore_unavailable=True)
+
+
+def test_a_lock_left_by_a_killed_load_expires(index, client, casablanca):
+    """The lock documents of loads killed while holding the lock (never released, never renewed again) stop
+    blocking the others once they expire."""
+    client.indices.create(index=index.locks_index, **elastic.LOCKS_MAPPING)
+    for doc_id, kind in (("migration", "migration"), ("load-killed", "load")):
+        client.index(index=index.locks_index, id=doc_id, refresh=True,
+                     document={"owner": "killed", "kind": kind, "expires_at": time.time() + 1.5})
+    started = time.monotonic()
+    index.replace_video("casablanca", casablanca)  # the alias's first load: it goes alone
+    assert time.monotonic() - started >= 1.0
+    assert index.count("casablanca") == len(casablanca)
+    client.indices.refresh(index=index.locks_index)
+    assert client.count(index=index.locks_index)["count"] == 0
 
 
 def test_bad_documents_are_reported_and_the_good_ones_indexed(index, casablanca):
@@ -312,7 +420,7 @@ def test_bulk_rejections_are_backed_off_until_accepted(es_url, casablanca):
             assert report.indexed == index.count("casablanca") == len(casablanca) and not report.failed
             assert proxy.rejected == 4 and proxy.forwarded_bulk >= 1
         finally:
-            client.indices.delete(index=index.index, ignore_unavailable=True)
+            client.indices.delete(index=[index.index, index.locks_index], ignore_unavailable=True)
 
 
 def test_deleting_a_video_leaves_the_others(loaded, alien):
@@ -480,4 +588,5 @@ def test_the_load_stage_loads_and_searches_through_the_configured_alias(monkeypa
             load_video(video, files, files, other)
         assert open_index(other).count("alien") == 1
     finally:
-        client.indices.delete(index=f"{settings.elasticsearch_alias}-v1", ignore_unavailable=True)
+        client.indices.delete(index=[f"{settings.elasticsearch_alias}-v1", f"{settings.elasticsearch_alias}-locks"],
+                              ignore_unavailable=True)

@@ -11,44 +11,13 @@ import numpy as np
 import pytest
 import tantivy
 
-from cinedex.core.model import EVENT_FIELDS, Event, SearchFilters
+from test_index_contract import CASABLANCA, INTERSTELLAR, events, load
+
+from cinedex.core.model import Event, SearchFilters
 from cinedex.core.settings import Settings
 from cinedex.index.embedded import TEXT_ANALYZER, EmbeddedIndex, IndexBusyError
-from cinedex.index.embedder import encode
 from cinedex.index.search import search
 from cinedex.index.vectors import VectorStore, hamming_distances, nearest_codes, sign_codes
-
-CASABLANCA = [
-    (12.0, 15.5, "Rick", "Of all the gin joints in all the towns in all the world, she walks into mine."),
-    (40.0, 43.0, "Ilsa", "Play it, Sam. Play As Time Goes By."),
-    (95.25, 98.0, "Rick", "Here's looking at you, kid."),
-    (130.0, 133.0, "Louis", "I'm shocked, shocked to find that gambling is going on in here!"),
-    (3725.0, 3731.0, "Rick", "Louis, I think this is the beginning of a beautiful friendship."),
-]
-INTERSTELLAR = [
-    (60.0, 64.0, "Cooper", "We used to look up at the sky and wonder at our place in the stars."),
-    (300.0, 305.0, "Brand", "Gravitation is the one force that can cross the dimensions, including time."),
-    (910.0, 913.0, "Murph", "I had a dream that the bookshelf was talking to me."),
-]
-
-
-def events(video_id: str, lines: list[tuple[float, float, str, str]]) -> list[Event]:
-    return [
-        Event(video_id=video_id, start_s=start, end_s=end, content=content, scene_type="dialogue", speaker=speaker,
-              characters=[speaker])
-        for start, end, speaker, content in lines
-    ]
-
-
-def vectors(events: list[Event]):
-    """Real all-MiniLM-L6-v2 embeddings, as the embed task computes them."""
-    return encode([EVENT_FIELDS.passage(e) for e in events], "all-MiniLM-L6-v2")
-
-
-def load(index: EmbeddedIndex, video_id: str, lines) -> int:
-    video_events = events(video_id, lines)
-    return index.replace_video(video_id, video_events, vectors(video_events)).indexed
-
 
 @pytest.fixture
 def settings(tmp_path) -> Settings:

@@ -161,8 +161,12 @@ def test_index_dag_runs_its_gpu_tasks_on_the_gpu_worker(stack, clean_run):
         assert (ti["queue"], ti["pool"]) == (("gpu", "gpu") if on_gpu else ("default", "default_pool")), ti
         assert ti["hostname"] == ("gpu-worker" if on_gpu else "default-worker"), ti
     assert sum(t["task_id"] == "describe_windows" for t in ran) >= 2  # mapped over batches of windows
-    sources = {e.source for e in EmbeddedIndex(stack.home / "index").video_events(video_id)}
-    assert {"asr", "summary", "chapter"} <= sources  # a random model's moments are indexed or quarantined
+    indexed = EmbeddedIndex(stack.home / "index").video_events(video_id)
+    # The film pass ran on the gpu worker and its summary is indexed; a random model's chapter may say nothing
+    # (blank title and summary), and such a chapter is dropped, so chapters are checked only when there are some.
+    assert {"asr", "summary"} <= {e.source for e in indexed}
+    chapters = [e for e in indexed if e.source == "chapter"]
+    assert not chapters or (chapters[0].start_s == 0.0 and chapters[-1].end_s == max(e.end_s for e in indexed))
     windows = json.loads(next((stack.home / "artifacts" / video_id).glob("windows-*/windows.json")).read_text())
     described = list((stack.home / "artifacts" / video_id).glob("windows-*/vision-*/window_*.json"))
     assert len(described) == len(windows["windows"]) >= 4

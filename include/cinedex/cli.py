@@ -4,6 +4,7 @@ an Airflow deployment."""
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import logging
 import os
@@ -30,14 +31,17 @@ def airflow_environment(settings: Settings) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     Path(os.environ["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
     marker = Path(os.environ["AIRFLOW_HOME"]) / ".migrated"
-    if not marker.exists():
-        print("Preparing the Airflow database (first run only) ...", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True,
-                       stdout=subprocess.DEVNULL, env=os.environ.copy())
-        marker.touch()
-    from cinedex.orchestration.airflow_setup import ensure_pools
+    # Two `cinedex index` started at once on a fresh home would migrate one database together: the second waits.
+    with open(marker.with_name(".migrate.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not marker.exists():
+            print("Preparing the Airflow database (first run only) ...", file=sys.stderr)
+            subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True,
+                           stdout=subprocess.DEVNULL, env=os.environ.copy())
+            marker.touch()
+        from cinedex.orchestration.airflow_setup import ensure_pools
 
-    ensure_pools(settings)  # dag.test() ignores pools, but the database should match a deployment's
+        ensure_pools(settings)  # dag.test() ignores pools, but the database should match a deployment's
 
 
 def run_index_dag(video: Path, conf: dict) -> str:

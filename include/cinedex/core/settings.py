@@ -67,6 +67,11 @@ class Settings(BaseSettings):
                                   json_schema_extra=PER_RUN)
 
     upload_max_bytes: int = Field(20 * 1024**3, gt=0, description="Largest video the page accepts (bytes).")
+    inbox_quota_bytes: int = Field(500 * 1024**3, gt=0, description="Most bytes the page's uploads may hold in "
+                                   "the inbox together; an upload that would pass it is refused.")
+    max_duration_s: float = Field(12 * 3600, gt=0, description="Longest film ingest accepts, from the page or any "
+                                  "other way (seconds, 12 hours by default): bytes say little about length, and "
+                                  "a small file of silent hours would still cost hours of audio and frames.")
 
     max_invalid_fraction: float = Field(0.2, description="Validation fails the run when more events than this fail.")
 

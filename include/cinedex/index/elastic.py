@@ -7,6 +7,9 @@
   load of a new version copies the other videos' documents over from the index the alias serves, loads its video,
   then moves the alias in one `update_aliases` call and drops the old index: searchers go from one complete index
   to the other.
+- Loads run in different processes and machines, so they coordinate through a lock held in Elasticsearch itself
+  (`<alias>-locks`): a load that moves the alias (a new version's first load, or the alias's very first) holds it
+  alone, every other load shares it with the loads of other videos. See `ElasticIndex._locked` for why.
 - A reload writes the video's documents first (ids are deterministic, so an unchanged event is overwritten in place)
   and only then deletes its documents outside the new set: no search finds the video's events missing or doubled.
 - The index refreshes only when a load ends (`refresh_interval: -1`), so a searcher sees a video's old events or its
@@ -19,11 +22,16 @@
 from __future__ import annotations
 
 import logging
+import os
+import random
 import re
+import socket
+import threading
 import time
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
@@ -32,6 +40,7 @@ import numpy as np
 from elasticsearch import (
     ApiError,
     BadRequestError,
+    ConflictError,
     ConnectionError as TransportConnectionError,
     ConnectionTimeout,
     Elasticsearch,
@@ -72,6 +81,17 @@ CLIENT_OPTIONS: dict[str, Any] = {
     "request_timeout": 30.0,
 }
 
+# The lock document a load that moves the alias holds alone; sharing loads hold one `load-<owner>` document each.
+MIGRATION_LOCK_ID = "migration"
+LOCKS_MAPPING: dict[str, Any] = {
+    "settings": {"index": {"number_of_shards": 1}},
+    "mappings": {"dynamic": False, "properties": {"owner": {"type": "keyword"}, "kind": {"type": "keyword"},
+                                                  "expires_at": {"type": "double"}}},
+}
+# A waiting load polls the lock between these pauses (doubling, jittered).
+LOCK_POLL_MIN_S = 0.05
+LOCK_POLL_MAX_S = 2.0
+
 T = TypeVar("T")
 
 
@@ -81,6 +101,15 @@ class ElasticsearchNotConfigured(LookupError):
 
 class ElasticsearchUnavailable(ConnectionError):
     """The server could not be reached (or kept refusing work) after every retry."""
+
+
+class AliasLocked(TimeoutError):
+    """The alias's lock stayed held by other loads longer than `LoadOptions.lock_wait_s`."""
+
+
+class LockLost(RuntimeError):
+    """The load's hold on the alias's lock expired (it could not renew it in time) or was taken over: the load stops
+    before writing more, or moving the alias, and fails to be retried."""
 
 
 class _DocumentsRefused(Exception):
@@ -258,6 +287,11 @@ class LoadOptions:
     initial_backoff_s: float = 1.0
     max_backoff_s: float = 30.0
     outage_timeout_s: float = 60.0
+    # The alias's lock: a holder renews it every quarter of its time to live, so a killed load blocks the others
+    # for at most that long; it must exceed the clock skew between loading machines. A waiting load gives up after
+    # lock_wait_s.
+    lock_ttl_s: float = 120.0
+    lock_wait_s: float = 1800.0
 
 
 def _error_reason(error: Any) -> str:
@@ -272,9 +306,116 @@ def _transient(exc: Exception) -> bool:
     return isinstance(exc, (TransportConnectionError, ConnectionTimeout, _DocumentsRefused))
 
 
+def _guarded(actions: Iterable[dict], lease: _Lease) -> Iterator[dict]:
+    """The actions, each sent only while the load still holds its lock."""
+    for action in actions:
+        lease.ensure()
+        yield action
+
+
 def _version_key(version: str) -> tuple[int, ...]:
     """Numeric parts, so v10 counts as newer than v9."""
     return tuple(int(part) for part in re.findall(r"\d+", version))
+
+
+def _lock_owner() -> str:
+    """Unique to one hold of the lock, and says where the holder runs."""
+    return f"{socket.gethostname()}/{os.getpid()}/{threading.get_ident()}/{os.urandom(4).hex()}"
+
+
+class _Lease:
+    """One lock document this load holds in the alias's locks index: renewed by a daemon thread every quarter of
+    its time to live (each write conditional on the last one, so a lease taken over is never renewed), deleted on
+    release. `ensure` raises once the lease may have expired, so that a holder that lost it stops writing."""
+
+    def __init__(self, index: ElasticIndex, doc_id: str, kind: str, owner: str, purpose: str, written: dict,
+                 written_at: float) -> None:
+        self.index = index
+        self.client = index.client
+        self.doc_id = doc_id
+        self.kind = kind
+        self.owner = owner
+        self.purpose = purpose
+        self.ttl_s = index.options.lock_ttl_s
+        self._seq = (written["_seq_no"], written["_primary_term"])
+        self._renewed_at = written_at  # monotonic time the last successful write was sent
+        self._lost: str | None = None
+        self._released = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew_until_released, daemon=True,
+                                        name=f"lock-{index.alias}-{doc_id}")
+        self._thread.start()
+
+    def ensure(self) -> None:
+        if self._lost:
+            raise LockLost(f"lock {self.doc_id!r} of alias {self.index.alias!r} lost: {self._lost}")
+        # A quarter of the time to live short of expiry: the others judge expiry by their own clocks.
+        if time.monotonic() - self._renewed_at > 0.75 * self.ttl_s:
+            raise LockLost(f"lock {self.doc_id!r} of alias {self.index.alias!r} not renewed for "
+                           f"{time.monotonic() - self._renewed_at:.0f}s, near its {self.ttl_s:.0f}s time to live")
+
+    def _still_mine(self) -> bool:
+        """After a conditional write was refused: the document is still ours (our own retried request changed
+        it), or taken over."""
+        try:
+            current = self.client.get(index=self.index.locks_index, id=self.doc_id)
+        except NotFoundError:
+            return False
+        if current["_source"].get("owner") != self.owner:
+            return False
+        self._seq = (current["_seq_no"], current["_primary_term"])
+        return True
+
+    def _renew_until_released(self) -> None:
+        while not self._stop.wait(self.ttl_s / 4):
+            sent_at = time.monotonic()
+            try:
+                written = self.client.index(index=self.index.locks_index, id=self.doc_id,
+                                            document=self.index._lock_body(self.kind, self.owner, self.purpose),
+                                            if_seq_no=self._seq[0], if_primary_term=self._seq[1])
+            except (ConflictError, NotFoundError) as exc:
+                if self._stop.is_set():
+                    return
+                try:
+                    if self._still_mine():
+                        continue
+                except Exception as check_exc:  # noqa: BLE001 - retried at the next renewal
+                    log.warning("lock %s of %s: cannot check the lock: %s", self.doc_id, self.index.alias, check_exc)
+                    continue
+                self._lost = f"taken over ({exc})"
+                log.error("lock %s of %s taken over by another load", self.doc_id, self.index.alias)
+                return
+            except Exception as exc:  # noqa: BLE001 - an outage: retried at the next renewal, `ensure` judges
+                log.warning("lock %s of %s not renewed: %s", self.doc_id, self.index.alias, exc)
+                continue
+            self._seq = (written["_seq_no"], written["_primary_term"])
+            self._renewed_at = sent_at
+
+    def release(self) -> None:
+        """Deletes the lock document if it is still ours. Never raises: a lock left behind expires."""
+        if self._released:
+            return
+        self._released = True
+        self._stop.set()
+        self._thread.join(timeout=5)  # a renewal still in flight afterwards finds the document gone, and fails
+
+        def delete() -> None:
+            for _ in range(5):
+                try:
+                    self.client.delete(index=self.index.locks_index, id=self.doc_id,
+                                       if_seq_no=self._seq[0], if_primary_term=self._seq[1])
+                    return
+                except NotFoundError:
+                    return
+                except ConflictError:
+                    if not self._still_mine():
+                        return
+
+        try:
+            self.index._retrying(delete)
+        except Exception as exc:  # noqa: BLE001 - must not hide the load's own outcome
+            log.warning("lock %s of %s not released (it expires within %.0fs): %s", self.doc_id, self.index.alias,
+                        self.ttl_s, exc)
 
 
 class ElasticIndex:
@@ -292,6 +433,8 @@ class ElasticIndex:
         self.pipeline_version = pipeline_version
         self.options = options
         self.index = versioned_index(alias, pipeline_version)
+        self.locks_index = f"{alias}-locks"
+        self._locks_index_made = False
 
     @property
     def url(self) -> str:
@@ -311,15 +454,31 @@ class ElasticIndex:
         if vectors is not None and vectors.shape != (len(events), self.dims):
             raise ValueError(f"vectors of shape {vectors.shape} for {len(events)} events of {self.dims} dimensions")
         serving = self._retrying(self._serving_indices)
-        previous = self._previous_versions(serving)
-        self._retrying(self._create_index)
-        carried_over = sum(self._retrying(lambda old=old: self._carry_over(old, video_id)) for old in previous)
-        indexed, failed = self._load_documents(self.bulk_actions(events, vectors))
-        keep = [event.id for event in events]
-        stale_deleted = self._retrying(lambda: self._delete_stale(video_id, keep))
-        self._retrying(lambda: self.client.indices.refresh(index=self.index))
-        if previous or self.index not in serving:
-            self._retrying(lambda: self._move_alias(previous))
+        # Alone when this load moves the alias (the alias serves anything but this index), else shared.
+        exclusive = serving != [self.index]
+        while True:
+            with self._locked(exclusive, f"load {video_id} into {self.index}") as lease:
+                serving = self._retrying(self._serving_indices)  # what it is now that the lock is held
+                if not exclusive and serving != [self.index]:
+                    exclusive = True  # the alias changed meanwhile: this load now moves it, so it goes alone
+                    continue
+                previous = self._previous_versions(serving)
+                if self.index not in serving:
+                    # Alone, and before the alias serves it: what the index holds is left by loads that failed
+                    # before moving the alias (a video's new events beside the old ones this load carries over).
+                    self._retrying(self._clear_unserved_index)
+                self._retrying(self._create_index)
+                carried_over = sum(self._retrying(lambda old=old: self._carry_over(old, video_id, lease))
+                                   for old in previous)
+                indexed, failed = self._load_documents(self.bulk_actions(events, vectors), lease)
+                keep = [event.id for event in events]
+                lease.ensure()
+                stale_deleted = self._retrying(lambda: self._delete_stale(video_id, keep))
+                self._retrying(lambda: self.client.indices.refresh(index=self.index))
+                if previous or self.index not in serving:
+                    lease.ensure()
+                    self._retrying(lambda: self._move_alias(previous))
+                break
         report = LoadReport(index=self.index, indexed=indexed, failed=failed, stale_deleted=stale_deleted,
                             carried_over=carried_over)
         for item in failed:
@@ -342,8 +501,10 @@ class ElasticIndex:
         """Deletes the video's events from the index searches see; returns how many there were."""
         if not self._retrying(self._serving_indices):
             return 0
-        response = self._retrying(lambda: self.client.delete_by_query(
-            index=self.alias, query={"term": {"video_id": video_id}}, refresh=True))
+        # Shared, so no migration copies the video's events over meanwhile and brings them back.
+        with self._locked(False, f"delete {video_id} from {self.alias}"):
+            response = self._retrying(lambda: self.client.delete_by_query(
+                index=self.alias, query={"term": {"video_id": video_id}}, refresh=True))
         return response["deleted"]
 
     # --- reading
@@ -431,14 +592,27 @@ class ElasticIndex:
             if exc.error != "resource_already_exists_exception":  # else a concurrent load made it first
                 raise
 
-    def _carry_over(self, old_index: str, video_id: str) -> int:
+    def _clear_unserved_index(self) -> int:
+        """Empties this version's index, which the alias does not serve yet (only under the exclusive lock)."""
+        try:
+            # Documents are found once refreshed; the alias does not serve the index, so no searcher sees it.
+            self.client.indices.refresh(index=self.index)
+        except NotFoundError:
+            return 0
+        deleted = self.client.delete_by_query(index=self.index, query={"match_all": {}},
+                                              conflicts="proceed")["deleted"]
+        if deleted:
+            log.warning("load: %d documents left in %s by loads that did not finish deleted", deleted, self.index)
+        return deleted
+
+    def _carry_over(self, old_index: str, video_id: str, lease: _Lease) -> int:
         """Copies the other videos' documents from `old_index`; a document the new mapping refuses stops the load
         before the alias moves."""
         # scan + bulk rather than helpers.reindex, which first asks the data-stream API (absent from noida-db).
         hits = helpers.scan(self.client, index=old_index,
                             query={"query": {"bool": {"must_not": [{"term": {"video_id": video_id}}]}}})
         actions = ({"_index": self.index, "_id": hit["_id"], "_source": hit["_source"]} for hit in hits)
-        copied, _ = helpers.bulk(self.client, actions, **self._bulk_options())
+        copied, _ = helpers.bulk(self.client, _guarded(actions, lease), **self._bulk_options())
         return copied
 
     def _bulk_options(self) -> dict[str, Any]:
@@ -451,7 +625,7 @@ class ElasticIndex:
             "retry_on_status": TRANSIENT_STATUSES,
         }
 
-    def _load_documents(self, actions: list[dict]) -> tuple[int, list[FailedDocument]]:
+    def _load_documents(self, actions: list[dict], lease: _Lease) -> tuple[int, list[FailedDocument]]:
         """Sends the actions; those still refused as transient, or cut off by a lost connection, are sent again."""
         pending = {action["_id"]: action for action in actions}
         indexed = 0
@@ -459,8 +633,8 @@ class ElasticIndex:
 
         def send_pending() -> None:
             nonlocal indexed
-            results = helpers.streaming_bulk(self.client, list(pending.values()), raise_on_error=False,
-                                             raise_on_exception=False, **self._bulk_options())
+            results = helpers.streaming_bulk(self.client, _guarded(list(pending.values()), lease),
+                                             raise_on_error=False, raise_on_exception=False, **self._bulk_options())
             for ok, item in results:
                 result = next(iter(item.values()))
                 if not ok and result["status"] in TRANSIENT_STATUSES:
@@ -487,6 +661,139 @@ class ElasticIndex:
         if previous:
             self.client.indices.delete(index=previous, ignore_unavailable=True)
             log.info("alias %s moved from %s to %s; old index deleted", self.alias, previous, self.index)
+
+    # --- the alias's lock
+
+    @contextmanager
+    def _locked(self, exclusive: bool, purpose: str) -> Iterator[_Lease]:
+        """Holds the alias's lock, alone or shared with other loads, until the block ends.
+
+        Why a lock, and why this one. The races it closes: a new version's first loads of two videos A and B, run
+        together, each copy the other video's old documents into the new index, and may do so after the other
+        video's load wrote its new events and deleted its stale ones (its delete, moreover, sees only refreshed
+        documents): B ends with its old events beside its new ones. A load of the old version running meanwhile
+        writes into an index the migration has already copied and then drops (a lost load). No rule over what the
+        carry-over copies closes these without one: whether the new index holds a video can only be asked of its
+        refreshed documents, and a copy in flight still lands after any such check. So:
+
+        - A load that moves the alias (the alias serves anything but its own index: a new version's first load,
+          or the alias's first load) creates the `migration` document, with `op_type=create`, which exactly one
+          load can do at a time. It then waits for the sharing loads to finish (refreshing the locks index so
+          that every acknowledged `load-*` document is found) before it reads the alias again, empties its
+          unserved index of what failed loads left, carries over, loads, and moves the alias. The new index's
+          only writer is then the one load that copies into it, and the old index takes no writes while it is
+          copied.
+        - Every other load (and `delete_video`) creates its own `load-<owner>` document, then reads `migration`
+          in real time: if a migration holds it, it deletes its document and waits. Each side writes its own
+          document before it looks for the other's, so at least one sees the other: a migration never runs
+          beside a sharing load. A sharing load reads the alias again once it holds its share, so one that
+          waited out a migration finds the alias moved (and refuses, if the new version is not its own, or goes
+          alone, if it now has to move the alias). Loads of different videos within one version stay concurrent.
+        - Every lock document has an owner and an expiry (`lock_ttl_s`), renewed by the holder's thread, so a
+          killed load blocks the others for at most that long; a waiting migration deletes an expired
+          `migration` document, conditionally on the version it read, and sharing loads ignore expired ones. A
+          holder that could not renew in time stops, at its next document, before it moves the alias.
+        """
+        self._retrying(self._make_locks_index)
+        owner = _lock_owner()
+        deadline = time.monotonic() + self.options.lock_wait_s
+        pause = LOCK_POLL_MIN_S
+        if exclusive:
+            while (lease := self._retrying(lambda: self._take_lock(MIGRATION_LOCK_ID, "migration", owner,
+                                                                   purpose))) is None:
+                holder = self._retrying(lambda: self._lock_holder(MIGRATION_LOCK_ID, take_over_expired=True))
+                if holder:
+                    pause = self._lock_pause(pause, deadline, holder)
+            try:
+                while holders := self._retrying(self._sharing_holders):
+                    pause = self._lock_pause(pause, deadline, ", ".join(holders))
+            except BaseException:
+                lease.release()
+                raise
+        else:
+            while True:
+                if (lease := self._retrying(lambda: self._take_lock(f"load-{owner}", "load", owner,
+                                                                    purpose))) is None:
+                    continue  # the id is this hold's own: only a retried create that lost its answer gets here
+                try:
+                    holder = self._retrying(lambda: self._lock_holder(MIGRATION_LOCK_ID, take_over_expired=False))
+                except BaseException:
+                    lease.release()
+                    raise
+                if not holder:
+                    break
+                lease.release()  # else the migration would wait for this load, and this load for it
+                pause = self._lock_pause(pause, deadline, holder)
+        try:
+            yield lease
+        finally:
+            lease.release()
+
+    def _lock_body(self, kind: str, owner: str, purpose: str) -> dict:
+        return {"owner": owner, "kind": kind, "purpose": purpose, "expires_at": time.time() + self.options.lock_ttl_s}
+
+    def _make_locks_index(self) -> None:
+        if self._locks_index_made:
+            return
+        if not self.client.indices.exists(index=self.locks_index):
+            try:
+                self.client.indices.create(index=self.locks_index, **LOCKS_MAPPING)
+            except BadRequestError as exc:
+                if exc.error != "resource_already_exists_exception":
+                    raise
+        self._locks_index_made = True
+
+    def _take_lock(self, doc_id: str, kind: str, owner: str, purpose: str) -> _Lease | None:
+        """Creates the lock document; None when another load holds it."""
+        sent_at = time.monotonic()
+        try:
+            written = self.client.index(index=self.locks_index, id=doc_id, op_type="create",
+                                        document=self._lock_body(kind, owner, purpose))
+        except ConflictError:
+            try:
+                current = self.client.get(index=self.locks_index, id=doc_id)
+            except NotFoundError:
+                return None  # released meanwhile: try again
+            if current["_source"].get("owner") != owner:
+                return None
+            written = current  # our own create, sent again by a retry after its answer was lost
+        return _Lease(self, doc_id, kind, owner, purpose, written, sent_at)
+
+    def _lock_holder(self, doc_id: str, take_over_expired: bool) -> str | None:
+        """Who holds the lock document (None: nobody, or an expired hold, deleted when `take_over_expired`)."""
+        try:
+            current = self.client.get(index=self.locks_index, id=doc_id)
+        except NotFoundError:
+            return None
+        source = current["_source"]
+        if source.get("expires_at", 0) >= time.time():
+            return f"{source.get('owner')} ({source.get('purpose', '?')})"
+        if take_over_expired:
+            log.warning("lock %s of %s held by %s expired: taking it over", doc_id, self.alias, source.get("owner"))
+            try:
+                self.client.delete(index=self.locks_index, id=doc_id, if_seq_no=current["_seq_no"],
+                                   if_primary_term=current["_primary_term"])
+            except (ConflictError, NotFoundError):
+                pass  # renewed, released or taken over meanwhile: read again
+        return None
+
+    def _sharing_holders(self) -> list[str]:
+        """The loads sharing the lock now (unexpired `load-*` documents); expired ones are deleted."""
+        self.client.indices.refresh(index=self.locks_index)
+        now = time.time()
+        self.client.delete_by_query(index=self.locks_index, conflicts="proceed", query={"bool": {"filter": [
+            {"term": {"kind": "load"}}, {"range": {"expires_at": {"lt": now}}}]}})
+        hits = self.client.search(index=self.locks_index, size=10, query={"bool": {"filter": [
+            {"term": {"kind": "load"}}, {"range": {"expires_at": {"gte": now}}}]}})["hits"]["hits"]
+        return [f"{hit['_source'].get('owner')} ({hit['_source'].get('purpose', '?')})" for hit in hits]
+
+    def _lock_pause(self, pause: float, deadline: float, holder: str) -> float:
+        """Waits `pause` (jittered) for `holder`; the next pause."""
+        if time.monotonic() + pause > deadline:
+            raise AliasLocked(f"alias {self.alias!r} still locked by {holder} after {self.options.lock_wait_s:.0f}s")
+        log.debug("alias %s locked by %s; waiting %.2fs", self.alias, holder, pause)
+        time.sleep(pause * random.uniform(0.5, 1.5))
+        return min(pause * 2, LOCK_POLL_MAX_S)
 
     def _retrying(self, operation: Callable[[], T], patience_s: float | None = None) -> T:
         """Runs `operation`, waiting out an unreachable or overloaded server for up to `patience_s`

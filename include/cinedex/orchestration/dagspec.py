@@ -21,6 +21,29 @@ _PARAM_KEYS = ("type", "title", "description", "minimum", "maximum", "exclusiveM
                "minLength", "maxLength", "pattern", "enum")
 
 
+class UnknownRunField(ValueError):
+    """A run's conf named something the index DAG's form does not have."""
+
+
+def index_param_names() -> list[str]:
+    return ["video", *Settings.per_run_fields()]
+
+
+def check_conf(conf: dict) -> None:
+    """Refuses a run's conf that names anything but the form's fields: the deployment's settings (roots,
+    endpoints, keys, thresholds) never come from a run, however it was triggered."""
+    unknown = sorted(set(conf) - set(index_param_names()))
+    if unknown:
+        raise UnknownRunField(f"a run of {INDEX_DAG_ID} may set only {', '.join(index_param_names())}; "
+                              f"refused: {', '.join(unknown)}")
+
+
+def settings_for_run(conf: dict, params: dict) -> Settings:
+    """The settings one run of the index DAG works with: the deployment's, with the run's form fields on top."""
+    check_conf(conf)
+    return Settings().for_run(params)
+
+
 def index_params(settings: Settings) -> dict[str, Any]:
     """The index DAG's params: the video, then every per-run setting with the deployment's value as default."""
     from airflow.sdk import Param

@@ -8,22 +8,22 @@ route requires) and, for runs, Airflow's DAG permissions (`access`). Nothing is 
 
 from __future__ import annotations
 
-import mimetypes
 from html import escape
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import quote
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import FileResponse, HTMLResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cinedex import PIPELINE_VERSION
 from cinedex.page import catalog, uploads
-from cinedex.index.elastic import versioned_index
-from cinedex.pipeline.ingest import PathNotAllowed, confine
+from cinedex.index.elastic import ElasticsearchNotConfigured, versioned_index
+from cinedex.pipeline.ingest import PathNotAllowed, confine, media_type
 from cinedex.core.model import SearchFilters
 from cinedex.index.search import SearchHit, search
 from cinedex.core.settings import Settings
@@ -33,6 +33,8 @@ STATIC_FILES = {"app.js": "text/javascript", "style.css": "text/css"}
 # Artifact pages (reports, Data Docs) are shown in a sandbox: no script of theirs runs with the viewer's login.
 ARTIFACT_CSP = "sandbox allow-popups; default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:"
 UPLOAD_CHUNK = 1 << 20
+Page = Annotated[int, Query(ge=0, le=10_000_000, description="Items to skip.")]
+PageSize = Annotated[int, Query(ge=1, le=catalog.PAGE_LIMIT, description="Items to return.")]
 
 
 def create_app(auth: Callable | None = None, settings: Callable[[], Settings] = Settings,
@@ -43,7 +45,9 @@ def create_app(auth: Callable | None = None, settings: Callable[[], Settings] = 
     where a browser without a login is sent."""
     # FastAPI serves its API description to anyone; here it is served below, behind the login like every route.
     app = FastAPI(title="cinedex", description=__doc__, docs_url=None, redoc_url=None, openapi_url=None)
-    router = APIRouter(dependencies=[Depends(auth)] if auth else [])
+    # Every route needs the login and read access to the index DAG's runs (the films are what its runs made);
+    # upload and trigger also need the right to run it.
+    router = APIRouter(dependencies=[*([Depends(auth)] if auth else []), *([Depends(access("GET"))] if access else [])])
 
     def run_access(method: str) -> list:
         return [Depends(access(method))] if access else []
@@ -163,19 +167,41 @@ def create_app(auth: Callable | None = None, settings: Callable[[], Settings] = 
         try:
             return current, catalog.film_detail(current, video_id)
         except catalog.UnknownFilm as error:
-            raise HTTPException(404, f"no film {video_id}") from error
+            raise HTTPException(404, f"no film {video_id[:80]}") from error
 
     @router.get("/api/films/{video_id}", summary="One film: shots, events, chapters, validation, last run")
     def film(video_id: str) -> dict:
         _, detail = film_or_404(video_id)
         return {**detail.model_dump(), "last_run": last_runs([detail]).get(video_id)}
 
+    def film_events_or_404(video_id: str) -> tuple[Settings, str, list]:
+        current = settings()
+        try:
+            return current, catalog.ingested(current, video_id).name, catalog.film_events(current, video_id)
+        except catalog.UnknownFilm as error:
+            raise HTTPException(404, f"no film {video_id[:80]}") from error
+
+    @router.get("/api/films/{video_id}/events", summary="A page of the film's indexed events, in time order")
+    def film_events_page(video_id: str, offset: Page = 0, limit: PageSize = catalog.PAGE_LIMIT) -> dict:
+        _, _, events = film_events_or_404(video_id)
+        return {"total": len(events), "offset": offset,
+                "events": [e.model_dump() for e in events[offset:offset + limit]]}
+
+    @router.get("/api/films/{video_id}/shots", summary="A page of the film's shots")
+    def film_shots_page(video_id: str, offset: Page = 0, limit: PageSize = catalog.PAGE_LIMIT) -> dict:
+        try:
+            shots = catalog.film_shots(settings(), video_id)
+        except catalog.UnknownFilm as error:
+            raise HTTPException(404, f"no film {video_id[:80]}") from error
+        return {"total": len(shots), "offset": offset, "shots": [s.model_dump() for s in shots[offset:offset + limit]]}
+
     @router.get("/api/films/{video_id}/video", summary="The film itself, with HTTP range requests",
                 response_class=FileResponse)
     def video(video_id: str) -> FileResponse:
         current = settings()
         try:
-            path = confine(Path(catalog.ingested(current, video_id).path), current)
+            record = catalog.ingested(current, video_id)
+            path = confine(Path(record.path), current)
         except catalog.UnknownFilm as error:
             raise HTTPException(404, f"no film {video_id}") from error
         except PathNotAllowed as error:
@@ -183,8 +209,12 @@ def create_app(auth: Callable | None = None, settings: Callable[[], Settings] = 
                 from error
         if not path.is_file():
             raise HTTPException(404, f"the file of film {video_id} is gone")
-        media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        return FileResponse(path, media_type=media_type, content_disposition_type="inline")
+
+        # The type of the container the probe found, never one guessed from the name (an MP4 uploaded as
+        # `x.html` is not a page); no sniffing, and a sandbox should a browser open it as a document anyway.
+        return FileResponse(path, media_type=media_type(record.info), content_disposition_type="inline",
+                            headers={"X-Content-Type-Options": "nosniff",
+                                     "Content-Security-Policy": "sandbox; default-src 'none'"})
 
     @router.get("/api/films/{video_id}/shots/{shot_id}.jpg", summary="A shot's thumbnail", response_class=FileResponse)
     def thumbnail(video_id: str, shot_id: int) -> FileResponse:
@@ -216,12 +246,11 @@ def create_app(auth: Callable | None = None, settings: Callable[[], Settings] = 
                 "events.json, bulk.ndjson (an Elasticsearch _bulk body)")
     def export(video_id: str, kind: str) -> Response:
         if kind not in exports:
-            raise HTTPException(404, f"no export {kind}; there are {', '.join(exports)}")
-        current, detail = film_or_404(video_id)
+            raise HTTPException(404, f"no export {kind[:80]}; there are {', '.join(exports)}")
+        current, name, events = film_events_or_404(video_id)
         media_type, render = exports[kind]
-        filename = f"{uploads.safe_name(Path(detail.name).stem)}.{kind}"
-        return Response(render(detail.timeline, current), media_type=f"{media_type}; charset=utf-8",
-                        headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+        return Response(render(events, current), media_type=f"{media_type}; charset=utf-8",
+                        headers={"Content-Disposition": attachment(f"{Path(name).stem}.{kind}")})
 
     @router.get("/openapi.json", include_in_schema=False)
     def openapi() -> dict:
@@ -232,5 +261,15 @@ def create_app(auth: Callable | None = None, settings: Callable[[], Settings] = 
         return get_swagger_ui_html(openapi_url=f"{request.scope.get('root_path', '')}/openapi.json",
                                    title="cinedex API")
 
+    @app.exception_handler(ElasticsearchNotConfigured)
+    async def search_backend_not_configured(request: Request, error: ElasticsearchNotConfigured) -> Response:
+        return JSONResponse({"detail": f"the search index is not set up: {error}"}, status_code=503)
+
     app.include_router(router)
     return app
+
+
+def attachment(filename: str) -> str:
+    """A Content-Disposition for a download (RFC 6266): an ASCII name for old clients, the real one in UTF-8."""
+    fallback = uploads.safe_name(filename).encode("ascii", "replace").decode("ascii").replace("?", "_")
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"

@@ -8,6 +8,8 @@ configured index backend, so the page shows exactly what a search can find.
 from __future__ import annotations
 
 import json
+import re
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -20,6 +22,12 @@ from cinedex.pipeline.ingest import IngestedVideo, MediaInfo
 from cinedex.core.model import Event
 from cinedex.core.settings import Settings
 from cinedex.index import open_index
+
+
+VIDEO_ID = re.compile(r"[0-9a-f]{1,64}")
+# A film view answers with at most this many shots and events; longer films are read a page at a time.
+PAGE_LIMIT = 2000
+MAX_ARTIFACT_PATH = 512
 
 
 class UnknownFilm(LookupError):
@@ -43,15 +51,17 @@ class FilmSummary(BaseModel):
 
 
 class FilmDetail(FilmSummary):
-    shots: list[Shot]
-    timeline: list[Event] = Field(description="Every indexed event of the film, in time order.")
+    shots: list[Shot] = Field(description=f"The first {PAGE_LIMIT} shots; the rest from the shots route.")
+    shots_total: int
+    timeline: list[Event] = Field(description=f"The first {PAGE_LIMIT} indexed events of the film, in time order; "
+                                  "the rest from the events route.")
     validation: dict | None = Field(None, description="The validation report of the indexed events, if found.")
 
 
 def film_dir(settings: Settings, video_id: str) -> Path:
-    """The film's artifact folder; the id is checked so it cannot name a folder elsewhere."""
-    if not video_id.isalnum():
-        raise UnknownFilm(video_id)
+    """The film's artifact folder; the id (a sha256 in hex) is checked so it cannot name a folder elsewhere."""
+    if not VIDEO_ID.fullmatch(video_id):
+        raise UnknownFilm(video_id[:80])
     folder = settings.artifacts_dir / video_id
     if not folder.is_dir():
         raise UnknownFilm(video_id)
@@ -133,27 +143,55 @@ def validation_report(settings: Settings, video_id: str, events: list[Event]) ->
 def film_detail(settings: Settings, video_id: str) -> FilmDetail:
     video = ingested(settings, video_id)
     events = film_events(settings, video_id)
-    folder = frames_folder(settings, video_id, events)
-    shots = load_sampling(folder).shots if folder else []
-    return FilmDetail(**summarize(video, events, latest_report(settings, video_id)).model_dump(), shots=shots,
-                      timeline=events, validation=validation_report(settings, video_id, events))
+    shots = film_shots(settings, video_id, events)
+    return FilmDetail(**summarize(video, events, latest_report(settings, video_id)).model_dump(),
+                      shots=shots[:PAGE_LIMIT], shots_total=len(shots), timeline=events[:PAGE_LIMIT],
+                      validation=validation_report(settings, video_id, events))
+
+
+_shots_cache: dict[tuple, tuple[Path | None, list[Shot]]] = {}
+_shots_lock = threading.Lock()
+
+
+def _indexed_sampling(settings: Settings, video_id: str, events: list[Event] | None = None
+                      ) -> tuple[Path | None, list[Shot]]:
+    """The frames folder and shots of the run the index holds, read once per film and index state: a thumbnail
+    then costs one file, not the film's events and its whole sampling."""
+    index = open_index(settings)
+    key = (index.name, str(settings.index_dir), settings.elasticsearch_alias, video_id, index.count(video_id))
+    with _shots_lock:
+        if key in _shots_cache:
+            return _shots_cache[key]
+    folder = frames_folder(settings, video_id, film_events(settings, video_id) if events is None else events)
+    found = (folder, load_sampling(folder).shots if folder else [])
+    with _shots_lock:
+        if len(_shots_cache) > 64:
+            _shots_cache.clear()
+        _shots_cache[key] = found
+    return found
+
+
+def film_shots(settings: Settings, video_id: str, events: list[Event] | None = None) -> list[Shot]:
+    film_dir(settings, video_id)
+    return _indexed_sampling(settings, video_id, events)[1]
 
 
 def shot_thumbnail(settings: Settings, video_id: str, shot_id: int) -> Path:
     """The thumbnail of one shot of the indexed run, always inside the film's artifact folder."""
-    events = film_events(settings, video_id)
-    folder = frames_folder(settings, video_id, events)
+    film_dir(settings, video_id)
+    folder, shots = _indexed_sampling(settings, video_id)
     if folder is None:
         raise UnknownFilm(f"{video_id} has no shots")
-    for shot in load_sampling(folder).shots:
-        if shot.shot_id == shot_id:
-            return Path(shot.thumbnail)
+    if 0 <= shot_id < len(shots) and shots[shot_id].shot_id == shot_id:  # shots are numbered in order
+        return Path(shots[shot_id].thumbnail)
     raise UnknownFilm(f"{video_id} has no shot {shot_id}")
 
 
 def artifact_file(settings: Settings, video_id: str, relative: str) -> Path:
     """A file of the film's artifact folder (reports, Data Docs); refused when the path leads out of it."""
     base = film_dir(settings, video_id).resolve()
+    if "\x00" in relative or len(relative) > MAX_ARTIFACT_PATH:
+        raise UnknownFilm(f"{video_id}: no such artifact")
     path = (base / relative).resolve()
     if not path.is_relative_to(base) or not path.is_file():
         raise UnknownFilm(f"{video_id}: no artifact {relative}")

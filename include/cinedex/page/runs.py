@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from cinedex.orchestration.dagspec import INDEX_DAG_ID as DAG_ID, INDEX_TASKS as STAGES
+from cinedex.orchestration.dagspec import INDEX_DAG_ID as DAG_ID, INDEX_TASKS as STAGES, check_conf
 
 ACTIVE = ("running", "queued", "scheduled", "up_for_retry", "up_for_reschedule", "deferred", "restarting")
 MAX_ERROR_LINES = 5
@@ -94,6 +94,7 @@ def trigger(conf: dict, user_name: str | None = None) -> RunProgress:
     from airflow.utils.session import create_session
     from airflow.utils.types import DagRunTriggeredByType
 
+    check_conf(conf)  # UnknownRunField, a ValueError: fields the form does not have
     with create_session() as session:
         _latest_dag(session)
         # Params are validated by create_dagrun; a bad field raises ParamValidationError, a ValueError.

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from cinedex.pipeline.ingest import IngestError, MediaInfo, probe
+from cinedex.pipeline.ingest import CONTAINERS, IngestError, MediaInfo, probe
 from cinedex.core.settings import Settings
 
 _UNSAFE = re.compile(r"[^\w.\- ()\[\]]+")
@@ -41,6 +41,18 @@ def safe_name(name: str) -> str:
     return cleaned[:200] or "video"
 
 
+def typed_name(name: str, info: MediaInfo) -> str:
+    """`name` with the extension of what the probe found in it: its own when that is one of the container's, else
+    the container's usual one (`poly.html` holding an MP4 becomes `poly.mp4`), so no name passes for another type."""
+    container = CONTAINERS.get(info.container)
+    if container is None:  # cannot happen: the probe reads no other container
+        raise NotAVideo(f"not a video cinedex can index: {name}: container '{info.container}' is not one it reads")
+    path = Path(name)
+    if path.suffix.lower() in container.extensions:
+        return name
+    return f"{path.stem if path.suffix else name}{container.extensions[0]}"
+
+
 def _free_path(folder: Path, name: str) -> Path:
     """`name` in `folder`, or `stem (2).ext`, ... when taken: an upload never overwrites a film being indexed."""
     candidate = folder / name
@@ -59,14 +71,18 @@ async def receive(chunks: AsyncIterator[bytes], name: str, settings: Settings,
     Raises UploadTooLarge as soon as more than `settings.upload_max_bytes` arrive (or are declared), NotAVideo when
     the probe refuses the file; neither leaves anything behind.
     """
-    limit = settings.upload_max_bytes
-    if declared_size is not None and declared_size > limit:
-        raise UploadTooLarge(f"{declared_size} bytes is more than the upload limit of {limit} bytes "
-                             "(CINEDEX_UPLOAD_MAX_BYTES)")
     # Today's folder of a local inbox, where the daily ingest would also find it (and skip it once indexed); with
     # an object-storage inbox, a local uploads folder under CINEDEX_HOME.
+    root = settings.local_inbox or settings.home.resolve() / "uploads"
+    left = settings.inbox_quota_bytes - sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) \
+        if root.is_dir() else settings.inbox_quota_bytes
+    limit, what = ((settings.upload_max_bytes, "the upload limit (CINEDEX_UPLOAD_MAX_BYTES)")
+                   if settings.upload_max_bytes <= left else
+                   (max(left, 0), f"what the inbox quota (CINEDEX_INBOX_QUOTA_BYTES) leaves free in {root}"))
+    if declared_size is not None and declared_size > limit:
+        raise UploadTooLarge(f"{declared_size} bytes is more than {what}: {limit} bytes")
     today = f"{datetime.now(timezone.utc):%Y-%m-%d}"
-    inbox = (settings.local_inbox or settings.home.resolve() / "uploads") / today
+    inbox = root / today
     inbox.mkdir(parents=True, exist_ok=True)
     partial = inbox / f".upload-{uuid.uuid4().hex}.partial"
     size = 0
@@ -75,15 +91,17 @@ async def receive(chunks: AsyncIterator[bytes], name: str, settings: Settings,
             async for chunk in chunks:
                 size += len(chunk)
                 if size > limit:
-                    raise UploadTooLarge(f"the upload exceeds the limit of {limit} bytes (CINEDEX_UPLOAD_MAX_BYTES)")
+                    raise UploadTooLarge(f"the upload exceeds {what}: {limit} bytes")
                 f.write(chunk)
         try:
-            info = await asyncio.to_thread(probe, partial)
+            # The same probe, and the same length limit, as ingest: what the page keeps, a run accepts.
+            info = await asyncio.to_thread(probe, partial, settings.max_duration_s)
         except IngestError as error:
             # The probe names the scratch file; the person uploading knows it by its own name.
             raise NotAVideo(f"not a video cinedex can index: {str(error).replace(partial.name, safe_name(name))}") \
                 from None
-        target = _free_path(inbox, safe_name(name))
+        # The name's stem, the extension of what the bytes are (the bytes decide, never the name).
+        target = _free_path(inbox, typed_name(safe_name(name), info))
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 import ffmpeg
 
 from cinedex.core.artifacts import cached_stage
-from cinedex.pipeline.ingest import IngestedVideo
+from cinedex.pipeline.ingest import MEDIA_INPUT, IngestedVideo
 from cinedex.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -28,9 +28,11 @@ def extract_audio(video: IngestedVideo, settings: Settings) -> Path | None:
         return None
 
     def write(folder: Path) -> None:
-        # An argument list, never a shell: any file name is passed through verbatim.
-        stream = ffmpeg.input(video.path)["a:0"].output(str(folder / AUDIO_FILE), ac=1, ar=SAMPLE_RATE,
-                                                         acodec="pcm_s16le", format="wav")
+        # An argument list, never a shell: any file name is passed through verbatim. Only the containers ingest
+        # accepts are read, and never more sound than the probed length (a container may understate it).
+        stream = ffmpeg.input(video.path, **MEDIA_INPUT)["a:0"].output(
+            str(folder / AUDIO_FILE), ac=1, ar=SAMPLE_RATE, acodec="pcm_s16le", format="wav",
+            t=f"{video.info.duration_s + 1:.3f}")
         try:
             stream.global_args("-nostdin", "-hide_banner", "-loglevel", "error").overwrite_output().run(
                 capture_stdout=True, capture_stderr=True)

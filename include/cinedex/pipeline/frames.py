@@ -27,7 +27,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from cinedex.core.artifacts import cached_stage
-from cinedex.pipeline.ingest import IngestedVideo
+from cinedex.pipeline.ingest import MEDIA_INPUT, IngestedVideo
 from cinedex.core.mediatime import MediaTime
 from cinedex.core.settings import Settings
 
@@ -92,7 +92,7 @@ def _pictures(video: IngestedVideo, size: tuple[int, int], input_args: dict):
     ffmpeg turns rotated video upright by itself (autorotate) before these filters.
     """
     width, height = size
-    stream = ffmpeg.input(video.path, **input_args).video
+    stream = ffmpeg.input(video.path, **MEDIA_INPUT, **input_args).video  # only the containers ingest accepts
     if video.info.interlaced:
         # Before scaling, while the two fields are still whole rows; frames flagged progressive pass untouched.
         stream = stream.filter("bwdif", mode="send_frame", deint="interlaced")

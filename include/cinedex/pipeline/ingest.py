@@ -7,9 +7,11 @@ import json
 import logging
 import os
 import stat
+import re
 import subprocess
 from fractions import Fraction
 from pathlib import Path
+from typing import NamedTuple
 
 import ffmpeg
 from pydantic import BaseModel
@@ -27,6 +29,57 @@ PROBE_TIMEOUT_S = 60
 HDR_TRANSFERS = {"smpte2084": "PQ", "arib-std-b67": "HLG"}
 _INTERLACED_FIELD_ORDERS = {"tt": "top field first", "bb": "bottom field first", "tb": "top field first",
                             "bt": "bottom field first"}
+
+
+class Container(NamedTuple):
+    """A container cinedex reads: the extensions its files carry and the media types the page serves it as."""
+
+    extensions: tuple[str, ...]  # the first is the one an upload gets when its own name says something else
+    video_type: str = ""  # served for a film with a picture; "" = application/octet-stream
+    audio_type: str = ""  # served for sound only; "" = as video_type
+
+
+# The containers cinedex reads, by ffmpeg's demuxer name (the format_name ffprobe reports). ffmpeg picks a demuxer by
+# the bytes, whatever the file's name, and some demuxers read other files: an HLS playlist or a concat list named
+# `holiday.mp4` would make ffmpeg read whatever it names, anywhere on disk. So every ffprobe and ffmpeg call on a
+# user's file allows these demuxers and no others, and the file protocol only (MEDIA_INPUT); none of them opens
+# another file (the MP4 demuxer's external references, `enable_drefs`, are off by default).
+CONTAINERS: dict[str, Container] = {
+    "mov,mp4,m4a,3gp,3g2,mj2": Container((".mp4", ".mov", ".m4v", ".m4a", ".3gp", ".3g2", ".mj2"), "video/mp4",
+                                         "audio/mp4"),
+    "matroska,webm": Container((".mkv", ".webm", ".mka", ".mk3d"), "video/x-matroska", "audio/x-matroska"),
+    "avi": Container((".avi",), "video/x-msvideo"),
+    "mpegts": Container((".ts", ".m2ts", ".mts", ".m2t"), "video/mp2t"),
+    "mpeg": Container((".mpg", ".mpeg", ".vob", ".m2p"), "video/mpeg", "audio/mpeg"),
+    "flv": Container((".flv",), "video/x-flv"),
+    "asf": Container((".wmv", ".asf", ".wma"), "video/x-ms-asf", "audio/x-ms-wma"),
+    "mxf": Container((".mxf",)),
+    "dv": Container((".dv",), "video/x-dv"),
+    "nut": Container((".nut",)),
+    "ogg": Container((".ogg", ".ogv", ".oga", ".opus"), "video/ogg", "audio/ogg"),
+    "wav": Container((".wav",), "", "audio/wav"),
+    "w64": Container((".w64",)),
+    "flac": Container((".flac",), "", "audio/flac"),
+    "mp3": Container((".mp3", ".mp2"), "", "audio/mpeg"),
+    "aac": Container((".aac",), "", "audio/aac"),
+    "ac3": Container((".ac3",), "", "audio/ac3"),
+    "eac3": Container((".eac3", ".ec3"), "", "audio/eac3"),
+    "aiff": Container((".aiff", ".aif", ".aifc"), "", "audio/aiff"),
+    "caf": Container((".caf",), "", "audio/x-caf"),
+    "wv": Container((".wv",), "", "audio/x-wavpack"),
+    "amr": Container((".amr",), "", "audio/amr"),
+}
+MEDIA_FORMATS = ",".join(CONTAINERS)  # ffmpeg's -format_whitelist
+# The input options of every ffmpeg call on a user's file (ffmpeg-python: `ffmpeg.input(path, **MEDIA_INPUT)`).
+MEDIA_INPUT = {"format_whitelist": MEDIA_FORMATS, "protocol_whitelist": "file"}
+_FFPROBE_INPUT = ["-protocol_whitelist", "file", "-format_whitelist", MEDIA_FORMATS]
+# Lists that name other files or addresses: refused by the demuxer ffprobe picks (never opened, so no message can
+# say what they point at), or by their first bytes.
+_PLAYLIST_DEMUXERS = {"hls": "an HLS playlist (M3U8)", "concat": "an ffmpeg concat list", "dash": "a DASH manifest",
+                      "webm_dash_manifest": "a WebM DASH manifest", "imf": "an IMF composition playlist",
+                      "sdp": "an SDP session description"}
+_PLAYLIST_SIGNATURES = {b"#EXTM3U": _PLAYLIST_DEMUXERS["hls"], b"ffconcat": _PLAYLIST_DEMUXERS["concat"]}
+_REFUSED_DEMUXER = re.compile(rb"\[([\w,]+) @ (?:0x)?[0-9a-fA-F]+\] Format not on whitelist")
 
 
 class IngestError(Exception):
@@ -61,6 +114,14 @@ class NoDecodableStream(IngestError):
     pass
 
 
+class PlaylistNotAllowed(IngestError):
+    """A playlist or list of other files (HLS, concat, DASH), not a media file: it would make ffmpeg read elsewhere."""
+
+
+class TooLong(IngestError):
+    """Longer than CINEDEX_MAX_DURATION_S."""
+
+
 class MediaInfo(BaseModel):
     """What the probe found, in the units the rest of the pipeline uses."""
 
@@ -81,6 +142,21 @@ class MediaInfo(BaseModel):
     audio_sample_rate: int = 0
     audio_tracks: int = 0
     notes: list[str] = []  # how the pipeline handles what is unusual about this file, for the user
+
+
+_WEBM_CODECS = {"vp8", "vp9", "av1", "opus", "vorbis", ""}
+
+
+def media_type(info: MediaInfo) -> str:
+    """The media type to serve the film as, from its probed container, never its name: a `video/*` or `audio/*`
+    type of CONTAINERS, else application/octet-stream."""
+    container = CONTAINERS.get(info.container)
+    if container is None:
+        return "application/octet-stream"
+    if info.container == "matroska,webm" and {info.video_codec, info.audio_codec} <= _WEBM_CODECS:
+        return "video/webm" if info.has_video else "audio/webm"
+    found = container.video_type if info.has_video else container.audio_type or container.video_type
+    return found if found.startswith(("video/", "audio/")) else "application/octet-stream"
 
 
 class IngestedVideo(BaseModel):
@@ -165,7 +241,7 @@ def _decodes(path: Path, stream: dict, seek_s: float = 0.0) -> bool:
     Decoding errors inside the stretch are tolerated: decoders conceal a few damaged frames, and a film with some
     bit rot is still worth indexing. What counts is that something comes out.
     """
-    source = ffmpeg.input(str(path), ss=seek_s) if seek_s else ffmpeg.input(str(path))
+    source = ffmpeg.input(str(path), ss=seek_s, **MEDIA_INPUT) if seek_s else ffmpeg.input(str(path), **MEDIA_INPUT)
     selected = source[str(stream["index"])]
     if stream["codec_type"] == "video":
         expected = 16 * 16
@@ -179,11 +255,39 @@ def _decodes(path: Path, stream: dict, seek_s: float = 0.0) -> bool:
     return result.returncode == 0 and len(result.stdout) >= expected
 
 
+def _playlist_kind(path: Path, demuxer: str) -> str:
+    """What kind of list of other files `path` is ("" for none), by the demuxer ffprobe picked or its first bytes."""
+    if demuxer in _PLAYLIST_DEMUXERS:
+        return _PLAYLIST_DEMUXERS[demuxer]
+    with open(path, "rb") as f:
+        head = f.read(16).lstrip(b"\xef\xbb\xbf \t\r\n")
+    return next((kind for signature, kind in _PLAYLIST_SIGNATURES.items() if head.startswith(signature)), "")
+
+
+def _refused(path: Path, demuxer: str) -> IngestError:
+    """The error for a file whose demuxer is not one of CONTAINERS: the file was never opened, so nothing it names
+    can be in the message."""
+    playlist = _playlist_kind(path, demuxer)
+    if playlist:
+        return PlaylistNotAllowed(f"{path.name}: {playlist}, a list of other media files, not a media file itself; "
+                                  "cinedex reads single files only: export or remux the film to one media file "
+                                  "(MP4 or Matroska) and add that")
+    if demuxer in ("image2", "image2pipe") or demuxer.endswith("_pipe"):
+        codec = demuxer.removesuffix("_pipe")
+        kind = f"a still image ({codec})" if codec not in ("image2", "image2pipe") else "a still image"
+        return NotMediaFile(f"{path.name}: {kind}, not a video; cinedex indexes video and audio files")
+    return NotMediaFile(f"{path.name}: not a media file cinedex reads (ffmpeg reads it as '{demuxer}', not one of "
+                        "the containers cinedex accepts); remux or convert it to MP4 or Matroska")
+
+
 def _ffprobe(path: Path) -> dict:
-    args = ["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json", str(path)]
+    args = ["ffprobe", "-v", "error", *_FFPROBE_INPUT, "-show_format", "-show_streams", "-of", "json", str(path)]
     result = _run(args, path, "probing")
     if result.returncode == 0:
         return json.loads(result.stdout)
+    refused = _REFUSED_DEMUXER.search(result.stderr)
+    if refused or _playlist_kind(path, ""):
+        raise _refused(path, refused.group(1).decode() if refused else "")
     if not _looks_like_media(path):
         raise NotMediaFile(f"{path.name}: not a media file (ffmpeg recognises no video or audio format in it); "
                            "cinedex indexes video and audio files")
@@ -195,8 +299,25 @@ def _ffprobe(path: Path) -> dict:
     raise CorruptMedia(f"{path.name}: truncated or corrupt container ({detail}); copy or export it again")
 
 
-def probe(path: Path) -> MediaInfo:
-    """Probe with ffprobe and a test decode at both ends; raises the specific IngestError."""
+def _length(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.3g} s"
+    minutes = round(seconds / 60)
+    return f"{minutes // 60} h {minutes % 60:02d} min ({seconds:.0f} s)"
+
+
+def check_duration(name: str, duration_s: float, max_duration_s: float) -> None:
+    """Raises TooLong when the film is longer than the limit (CINEDEX_MAX_DURATION_S)."""
+    if duration_s > max_duration_s:
+        raise TooLong(f"{name}: too long: {_length(duration_s)}, more than the limit of {_length(max_duration_s)} "
+                      "set by CINEDEX_MAX_DURATION_S; cut it into parts, or raise the limit")
+
+
+def probe(path: Path, max_duration_s: float | None = None) -> MediaInfo:
+    """Probe with ffprobe and a test decode at both ends; raises the specific IngestError.
+
+    Only the demuxers of CONTAINERS are allowed; a film longer than `max_duration_s` is refused before any decode.
+    """
     size = path.stat().st_size
     if size == 0:
         raise EmptyFile(f"{path.name}: the file is empty (0 bytes); its copy failed or has not started, copy it "
@@ -226,6 +347,8 @@ def probe(path: Path) -> MediaInfo:
     if duration <= 0:
         raise CorruptMedia(f"{path.name}: the container declares no duration (truncated or corrupt); copy or "
                            "export it again")
+    if max_duration_s is not None:
+        check_duration(path.name, duration, max_duration_s)
 
     has_video = video is not None and _decodes(path, video)
     has_audio = audio is not None and _decodes(path, audio)
@@ -308,7 +431,7 @@ def ingest(path: str | Path, settings: Settings) -> IngestedVideo:
     if not os.access(real, os.R_OK):
         raise UnreadableFile(f"{given}: cannot be read (permission denied); make it readable by the user that runs "
                              "cinedex")
-    info = probe(real)
+    info = probe(real, settings.max_duration_s)
     video_id = fingerprint(real)
     video = IngestedVideo(video_id=video_id, path=str(real), name=given.name, info=info)
 
