@@ -180,9 +180,11 @@ def test_upload_index_search_and_play_from_the_hit(airflow_services, browser_pag
     page.fill("#search-query", SPOKEN)
     page.click("#search-form button[type=submit]")
     first = page.locator("#hits .hit").first
-    first.wait_for(timeout=30_000)
+    # The API server's first search loads the sentence embedder (about 30 s on a busy 2-core machine).
+    first.wait_for(timeout=120_000)
     assert "yankee" in first.inner_text().lower()
-    assert first.locator("img").evaluate("img => img.complete && img.naturalWidth > 0")
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0",
+                           arg=first.locator("img").element_handle(), timeout=30_000)
     shot("06-search")
     start = float(first.get_attribute("data-start"))
     reference = next(u for u in sample_film.utterances if "Yankee" in u.text)
