@@ -41,6 +41,15 @@ PY
   fi
   rm -rf "$wheels"
 fi
+# espeak-ng, for the test film whose speech mixes English with German (the speech checks' tests).
+if ! command -v espeak-ng >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing espeak-ng (a test reads German with it) with apt-get ..." >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null
+  else
+    echo "a speech test needs espeak-ng on PATH (Debian/Ubuntu: sudo apt-get install espeak-ng)" >&2
+  fi
+fi
 if ! command -v chromium >/dev/null; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing chromium (the cinedex page's browser test drives it) with apt-get ..." >&2

@@ -14,7 +14,7 @@ import jiwer
 import pytest
 
 from cinedex.pipeline import asr, audio, ingest
-from cinedex.pipeline.asr import Transcript, Utterance, Word
+from cinedex.pipeline.asr import Transcript, Utterance
 from cinedex.core.mediatime import MediaTime
 from cinedex.sample import read_stm
 from cinedex.core.settings import Settings
@@ -165,25 +165,7 @@ def test_speaker_turns_label_the_utterances(transcript, conversation_wav, conver
     assert right / len(labelled) >= 0.8, [(u.text, u.speaker) for u in labelled]
 
 
-# --- utterance cutting and subtitle text ------------------------------------------------------------------------
-
-def _words(*timed: tuple[float, float, str]) -> list[Word]:
-    return [Word(start_s=s, end_s=e, text=" " + t) for s, e, t in timed]
-
-
-def test_cuts_at_sentence_ends_and_pauses_but_not_after_titles():
-    words = _words((0.0, 0.4, "Ask"), (0.5, 0.8, "Mr."), (0.9, 1.3, "Smith."), (1.4, 1.8, "He"),
-                   (1.9, 2.2, "knows"), (3.5, 3.9, "maybe"))
-    assert [u.text for u in asr.split_utterances(words)] == ["Ask Mr. Smith.", "He knows", "maybe"]
-
-
-def test_long_speech_is_cut_at_its_longest_silences():
-    words = _words(*[(i * 0.5 + (0.45 if i >= 20 else 0), i * 0.5 + 0.4 + (0.45 if i >= 20 else 0), "la")
-                     for i in range(40)])
-    utterances = asr.split_utterances(words)
-    assert [len(u.words) for u in utterances] == [20, 20]
-    assert all(u.end_s - u.start_s <= asr.MAX_UTTERANCE_S for u in utterances)
-
+# --- subtitle text ---------------------------------------------------------------------------------------------
 
 def test_subtitles_escape_markup_and_name_speakers():
     transcript = Transcript(language="en", model="m", utterances=[

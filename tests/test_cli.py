@@ -45,3 +45,18 @@ def test_search_json_is_clean_on_stdout(backend, tmp_path, request):
     hits = json.loads(done.stdout)  # nothing but the JSON
     assert hits[0]["content"] == LINES[0][3] and hits[0]["start_s"] == 14.4
     assert {"video_id", "event_id", "start_time", "end_time", "score", "speaker", "matched_by"} <= set(hits[0])
+
+
+@pytest.mark.parametrize("backend", ["embedded", "elasticsearch"])
+def test_search_of_an_empty_or_missing_index_says_so_on_stderr(backend, tmp_path, request):
+    env = {**os.environ, "CINEDEX_HOME": str(tmp_path / "home"), "CINEDEX_INDEX_BACKEND": backend}
+    if backend == "elasticsearch":
+        env |= {"AIRFLOW_CONN_ELASTICSEARCH_DEFAULT": request.getfixturevalue("es_url"),
+                "CINEDEX_ELASTICSEARCH_ALIAS": f"never-loaded-{uuid.uuid4().hex[:8]}"}
+    done = subprocess.run([sys.executable, "-m", "cinedex.cli", "search", "anything", "--json"], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == []
+    state = "missing" if backend == "embedded" else "empty"
+    assert f"the {backend} index" in done.stderr and f"is {state}" in done.stderr, done.stderr
+    assert "index a video first" in done.stderr

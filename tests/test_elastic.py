@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from elasticsearch import Elasticsearch
 
+from cinedex import PIPELINE_VERSION
 from cinedex.index import elastic, open_index
 from cinedex.index.elastic import (
     CLIENT_OPTIONS,
@@ -39,6 +40,7 @@ from elastic_server import BulkProxy, ElasticsearchServer, elasticsearch_server,
 EXTERNAL_URL = os.environ.get("CINEDEX_TEST_ES_URL")
 DIMS = 384
 # Short back-offs keep the retry tests quick; the outage patience stays well above their few seconds of downtime.
+NEXT_VERSION = str(int(PIPELINE_VERSION) + 1)
 QUICK = LoadOptions(initial_backoff_s=0.1, max_backoff_s=1.0, outage_timeout_s=30.0)
 
 CASABLANCA = [
@@ -115,7 +117,7 @@ def index(client) -> Iterator[ElasticIndex]:
     alias = f"test-{uuid.uuid4().hex[:8]}-events"
     yield ElasticIndex(client, alias=alias, dims=DIMS, options=QUICK)
     # By name: Elasticsearch refuses wildcard deletes by default (action.destructive_requires_name).
-    client.indices.delete(index=[f"{alias}-v1", f"{alias}-v2", f"{alias}-locks"], ignore_unavailable=True)
+    client.indices.delete(index=[f"{alias}-v{PIPELINE_VERSION}", f"{alias}-v{NEXT_VERSION}", f"{alias}-locks"], ignore_unavailable=True)
 
 
 @pytest.fixture
@@ -177,7 +179,7 @@ def test_load_then_count_and_read_back(loaded, client, casablanca, alien):
     assert loaded.count("alien") == len(alien)
     assert loaded.count() == len(casablanca) + len(alien)
     assert loaded.video_events("alien") == sorted(alien, key=lambda e: e.start_s)
-    assert list(client.indices.get_alias(name=loaded.alias)) == [f"{loaded.alias}-v1"]
+    assert list(client.indices.get_alias(name=loaded.alias)) == [f"{loaded.alias}-v{PIPELINE_VERSION}"]
     served = client.indices.get_mapping(index=loaded.index)[loaded.index]["mappings"]["properties"]
     assert set(served) == set(Event.model_fields) | {"embedding"}
 
@@ -238,8 +240,8 @@ def test_a_concurrent_searcher_sees_the_old_set_or_the_new_one(client, es_url, c
 
 def test_a_new_pipeline_version_gets_its_own_index_and_keeps_other_videos(loaded, client, casablanca, alien):
     old_index = loaded.index
-    upgraded = ElasticIndex(client, alias=loaded.alias, dims=DIMS, pipeline_version="2", options=QUICK)
-    reindexed = film_events("casablanca", CASABLANCA[:5], pipeline_version="2")
+    upgraded = ElasticIndex(client, alias=loaded.alias, dims=DIMS, pipeline_version=NEXT_VERSION, options=QUICK)
+    reindexed = film_events("casablanca", CASABLANCA[:5], pipeline_version=NEXT_VERSION)
     report = upgraded.replace_video("casablanca", reindexed, unit_vectors(len(reindexed), seed=4))
     assert report.index == f"{loaded.alias}-v2" and report.carried_over == len(alien)
     assert list(client.indices.get_alias(name=loaded.alias)) == [f"{loaded.alias}-v2"]
@@ -260,11 +262,11 @@ def test_concurrent_loads_of_a_new_version_never_bring_back_old_events(es_url, c
     alias = f"test-{uuid.uuid4().hex[:8]}-events"
     reloaded = {"casablanca": CASABLANCA, "alien": ALIEN}
     untouched = film_events("nosferatu", ALIEN[:4])
-    versions = ("2", "3")
+    versions = (NEXT_VERSION, str(int(NEXT_VERSION) + 1))
 
     def new_set(video_id: str, version: str) -> list[Event]:
         rows = reloaded[video_id]
-        return film_events(video_id, rows[:len(rows) - int(version)], pipeline_version=version)
+        return film_events(video_id, rows[:len(rows) - versions.index(version) - 2], pipeline_version=version)
 
     # Carry-overs and loads go in bulks of three, each held 30 ms: the loads overlap for a good part of a second,
     # longer than the lock's time to live, which the holder keeps renewing.
@@ -307,7 +309,7 @@ def test_concurrent_loads_of_a_new_version_never_bring_back_old_events(es_url, c
                 assert list(client.indices.get_alias(name=alias)) == [f"{alias}-v{version}"]
                 assert not client.indices.exists(index=f"{alias}-v{int(version) - 1}")
         finally:
-            client.indices.delete(index=[f"{alias}-v{version}" for version in ("1", *versions)] + [f"{alias}-locks"],
+            client.indices.delete(index=[f"{alias}-v{version}" for version in (PIPELINE_VERSION, *versions)] + [f"{alias}-locks"],
                                   ignore_unavailable=True)
 
 
@@ -321,9 +323,9 @@ def test_a_load_of_the_old_version_during_a_migration_waits_and_then_refuses(es_
     outcome: dict = {}
     try:
         with BulkProxy(es_url, bulk_delay_s=0.1) as proxy:
-            migration = ElasticIndex(Elasticsearch(proxy.url, **CLIENT_OPTIONS), alias=alias, pipeline_version="2",
+            migration = ElasticIndex(Elasticsearch(proxy.url, **CLIENT_OPTIONS), alias=alias, pipeline_version=NEXT_VERSION,
                                      options=LoadOptions(chunk_size=2))
-            upgraded = film_events("alien", ALIEN[:3], pipeline_version="2")
+            upgraded = film_events("alien", ALIEN[:3], pipeline_version=NEXT_VERSION)
             migrating = threading.Thread(
                 target=lambda: outcome.update(report=migration.replace_video("alien", upgraded)))
             migrating.start()
@@ -338,11 +340,11 @@ def test_a_load_of_the_old_version_during_a_migration_waits_and_then_refuses(es_
             finally:
                 migrating.join(timeout=60)  # before the proxy closes
         assert outcome["report"].carried_over == len(casablanca)
-        reader = ElasticIndex(client, alias=alias, pipeline_version="2")
+        reader = ElasticIndex(client, alias=alias, pipeline_version=NEXT_VERSION)
         assert reader.video_events("casablanca") == sorted(casablanca, key=lambda e: e.start_s)
         assert [e.id for e in reader.video_events("alien")] == [e.id for e in upgraded]
     finally:
-        client.indices.delete(index=[f"{alias}-v1", f"{alias}-v2", f"{alias}-locks"], ignore_unavailable=True)
+        client.indices.delete(index=[f"{alias}-v{PIPELINE_VERSION}", f"{alias}-v{NEXT_VERSION}", f"{alias}-locks"], ignore_unavailable=True)
 
 
 def test_a_lock_left_by_a_killed_load_expires(index, client, casablanca):
@@ -573,7 +575,7 @@ def test_the_load_stage_loads_and_searches_through_the_configured_alias(monkeypa
         files = stage_files(tmp_path / "good", alien, unit_vectors(len(alien), seed=2))
         loaded = load_video(video, files, files, settings)
         assert loaded == {"video_id": "alien", "events": len(alien), "backend": "elasticsearch",
-                          "index": f"{settings.elasticsearch_alias}-v1", "stale_deleted": 0, "carried_over": 0}
+                          "index": f"{settings.elasticsearch_alias}-v{PIPELINE_VERSION}", "stale_deleted": 0, "carried_over": 0}
         assert ids(open_index(settings).bm25("distress signal", SearchFilters(), 3))[0] == alien[1].id
         # An index whose mapping refuses one field's values (made by hand, or by another tool): the good events
         # go in, and the stage fails saying which were refused, so the task is retried, not silently partial.
@@ -581,12 +583,12 @@ def test_the_load_stage_loads_and_searches_through_the_configured_alias(monkeypa
                          elasticsearch_alias=f"test-{uuid.uuid4().hex[:8]}-events")
         strict = event_mapping(DIMS)
         strict["mappings"]["properties"]["language"] = {"type": "integer"}
-        client.indices.create(index=f"{other.elasticsearch_alias}-v1", **strict)
+        client.indices.create(index=f"{other.elasticsearch_alias}-v{PIPELINE_VERSION}", **strict)
         mixed = [alien[0].model_copy(update={"language": "7"}), alien[1].model_copy(update={"language": "en"})]
         files = stage_files(tmp_path / "mixed", mixed, unit_vectors(2, seed=3))
         with pytest.raises(DocumentsRefused, match="1 of 2 events of alien.mkv were refused.*language"):
             load_video(video, files, files, other)
         assert open_index(other).count("alien") == 1
     finally:
-        client.indices.delete(index=[f"{settings.elasticsearch_alias}-v1", f"{settings.elasticsearch_alias}-locks"],
+        client.indices.delete(index=[f"{settings.elasticsearch_alias}-v{PIPELINE_VERSION}", f"{settings.elasticsearch_alias}-locks"],
                               ignore_unavailable=True)

@@ -35,9 +35,9 @@ def bad_events() -> dict[str, tuple[Event, list[str]]]:
         "zero length": (event("zero length", 30.0, 30.0), ["end_s <= start_s"]),
         "past end": (event("past end", 99.0, 101.0), [f"end_s outside {WINDOW}"]),
         "negative start": (event("negative start", -1.0, 1.0), [f"start_s outside {WINDOW}"]),
-        # Same video, source and times: the same derived id.
-        "dup one": (event("dup one", 40.0, 41.0), ["duplicate id"]),
-        "dup two": (event("dup two", 40.0, 41.0), ["duplicate id"]),
+        # One id given to two events (two copies of one document, told apart here by their content only).
+        "dup one": (event("dup one", 40.0, 41.0, id="twice"), ["duplicate id"]),
+        "dup two": (event("dup two", 40.0, 41.0, id="twice"), ["duplicate id"]),
         "": (event("", 60.0, 61.0), ["empty content"]),
         " \n\t ": (event(" \n\t ", 62.0, 63.0), ["empty content"]),
         "wrong scene": (wrong_scene, ["scene_type 'car chase' not allowed"]),
@@ -123,20 +123,44 @@ def test_data_docs_are_built_for_the_run(mixed_run):
     assert "car chase" in page.read_text()
 
 
-def test_too_many_failures_raise_after_writing(tmp_path):
-    events = [*good_events(), event("inverted", 20.0, 18.0), event("", 60.0, 61.0)]  # 2 of 5 fail
+def test_failures_spread_over_the_film_raise_after_writing(tmp_path):
+    # 5 of 8 fail, every 20 s from 10 s to 90 s: one stretch over 81% of the film.
+    bad = [event("inverted", t, t - 1.0) if i % 2 else event("", t, t + 1.0) for i, t in enumerate(range(10, 91, 20))]
+    events = [*good_events(), *bad]
 
     with pytest.raises(ValidationFailed) as failed:
         validate_events(events, DURATION, tmp_path, max_invalid_fraction=0.39)
 
     message = str(failed.value)
-    assert "2 of 5 events" in message
+    assert "5 of 8 events" in message and "cover 81% of the film" in message
     assert "end_s <= start_s" in message and "empty content" in message
-    assert failed.value.report.quarantined == 2
-    assert len(read_jsonl(tmp_path / "quarantine.jsonl")) == 2
+    assert failed.value.report.systemic and failed.value.report.failed_spread == pytest.approx(0.81)
+    assert len(read_jsonl(tmp_path / "quarantine.jsonl")) == 5
     assert len((tmp_path / "valid.jsonl").read_text().splitlines()) == 3
     assert (tmp_path / "report.json").is_file()
     assert (tmp_path / "data_docs" / "index.html").is_file()
+
+
+def test_a_bad_stretch_is_quarantined_and_the_rest_of_the_film_indexed(tmp_path):
+    """A reel of another language or a burst of bad times: more than the threshold fails, all of it in 40-60 s."""
+    good = [event(f"line {i}", t, t + 2.0) for i, t in enumerate(range(0, 100, 10))]
+    bad = [event(f"bad {i}", 40.0 + i, 40.0 + i) for i in range(12)]
+
+    report = validate_events([*good, *bad], DURATION, tmp_path, max_invalid_fraction=0.2)
+
+    assert (report.valid, report.quarantined, report.systemic) == (10, 12, False)
+    assert report.fraction_invalid == pytest.approx(12 / 22) and report.failed_spread == pytest.approx(0.11)
+    assert [Event.model_validate_json(line) for line in (tmp_path / "valid.jsonl").read_text().splitlines()] == good
+    written = json.loads((tmp_path / "report.json").read_text())
+    assert written["systemic"] is False and written["reasons"] == {"end_s <= start_s": 12}
+
+
+def test_most_events_breaking_the_model_fail_even_in_one_stretch(tmp_path):
+    wrong = [Event.model_construct(id=f"r{i}", video_id="film", start_s=70.0 + i, end_s=70.5 + i, content="x",
+                                   source="radio") for i in range(4)]
+
+    with pytest.raises(ValidationFailed, match="most break the event model"):
+        validate_events([*good_events(), *wrong], DURATION, tmp_path, max_invalid_fraction=0.2)
 
 
 def test_failures_at_the_threshold_pass(tmp_path):

@@ -81,11 +81,21 @@ def cmd_airflow_setup(args: argparse.Namespace, results: TextIO) -> int:
 
 
 def cmd_search(args: argparse.Namespace, results: TextIO) -> int:
+    from cinedex.index import open_index
     from cinedex.index.search import search
 
+    settings = Settings()
     filters = SearchFilters(video_id=args.video, start_s=args.start, end_s=args.end, scene_type=args.scene_type,
                             speaker=args.speaker, character=args.character)
-    hits = search(args.query, Settings(), filters, limit=args.limit, backend=args.backend, mode=args.mode)
+    backend = args.backend or settings.index_backend
+    # Before searching: opening the embedded index creates it.
+    missing = backend == "embedded" and not settings.index_dir.is_dir()
+    hits = search(args.query, settings, filters, limit=args.limit, backend=backend, mode=args.mode)
+    if not hits and (missing or open_index(settings, backend).count() == 0):
+        where = settings.index_dir if backend == "embedded" else f"Elasticsearch alias {settings.elasticsearch_alias}"
+        print(f"cinedex: the {backend} index ({where}) is {'missing' if missing else 'empty'}: nothing has been "
+              "indexed there yet; index a video first (cinedex index FILE, or a run of the index DAG)",
+              file=sys.stderr)
     if args.json:
         print(json.dumps([hit.model_dump() for hit in hits], indent=2, ensure_ascii=False), file=results)
         return 0

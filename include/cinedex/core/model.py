@@ -23,9 +23,11 @@ SCENE_TYPES: tuple[str, ...] = get_args(SceneType)
 EventSource = Literal["asr", "vision", "summary", "chapter"]
 
 
-def event_id(video_id: str, source: str, start_s: float, end_s: float, pipeline_version: str = PIPELINE_VERSION) -> str:
-    """Deterministic, so indexing the same video again replaces its documents instead of adding copies."""
-    key = f"{video_id}|{source}|{MediaTime(start_s).ms}|{MediaTime(end_s).ms}|{pipeline_version}"
+def event_id(video_id: str, source: str, start_s: float, end_s: float, text: str = "",
+             pipeline_version: str = PIPELINE_VERSION) -> str:
+    """Deterministic, so indexing the same video again replaces its documents instead of adding copies; the text
+    is part of it, so two different events at the same times (two lines Whisper timed alike) keep apart."""
+    key = f"{video_id}|{source}|{MediaTime(start_s).ms}|{MediaTime(end_s).ms}|{pipeline_version}|{text}"
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
@@ -85,7 +87,8 @@ class Event(BaseModel):
         self.start_time = MediaTime(max(self.start_s, 0.0)).hhmmss()
         self.end_time = MediaTime(max(self.end_s, 0.0)).hhmmss()
         if not self.id:
-            self.id = event_id(self.video_id, self.source, self.start_s, self.end_s, self.pipeline_version)
+            self.id = event_id(self.video_id, self.source, self.start_s, self.end_s,
+                               f"{self.event}\n{self.content}", self.pipeline_version)
         return self
 
     @classmethod

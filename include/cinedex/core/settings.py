@@ -73,7 +73,10 @@ class Settings(BaseSettings):
                                   "other way (seconds, 12 hours by default): bytes say little about length, and "
                                   "a small file of silent hours would still cost hours of audio and frames.")
 
-    max_invalid_fraction: float = Field(0.2, description="Validation fails the run when more events than this fail.")
+    max_invalid_fraction: float = Field(0.2, description="Validation fails the run when more events than this fail "
+                                        "and the failures are systemic (most break the event model, or they spread "
+                                        "over more than half the film); fewer, or one bad stretch, are quarantined "
+                                        "and the rest indexed.")
 
     index_backend: Literal["embedded", "elasticsearch"] = Field(
         "embedded", description="Where runs load and searches look: the embedded index under CINEDEX_HOME, or "

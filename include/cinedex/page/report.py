@@ -103,7 +103,10 @@ def render_report(video: IngestedVideo, events: list[Event], shots: list[Shot], 
     by_scene = Counter(e.scene_type for e in events)
     speakers = sorted({e.speaker for e in events if e.speaker})
     languages = sorted({e.language for e in events if e.language})
-    passed = validation.get("fraction_invalid", 0.0) <= validation.get("max_invalid_fraction", 1.0)
+    passed = not validation.get("systemic", False)
+    dropped = validation.get("speech_dropped") or {}
+    dropped_rows = "".join(f"<li>{escape(reason)}: {seconds:.1f} s</li>"
+                           for reason, seconds in dropped.get("seconds", {}).items())
     reasons = "".join(f"<li>{escape(str(reason))}: {count}</li>" for reason, count in
                       list(validation.get("reasons", {}).items())[:10])
     chapter_rows = "".join(
@@ -142,10 +145,15 @@ vertical-align: top; }} .ok {{ color: #2a7d2a; }} .bad {{ color: #b22; }} code {
 </table>
 <h2>Validation</h2>
 <p class="{"ok" if passed else "bad"}">{"Passed" if passed else "Failed"}: {validation.get("valid", 0)} of
-{validation.get("total", 0)} events valid, {validation.get("quarantined", 0)} quarantined
-({validation.get("fraction_invalid", 0.0):.1%}; the run fails above {validation.get("max_invalid_fraction", 0.0):.1%}).
+{validation.get("total", 0)} events valid and indexed, {validation.get("quarantined", 0)} quarantined
+({validation.get("fraction_invalid", 0.0):.1%}, in stretches covering {validation.get("failed_spread", 0.0):.0%} of
+the film; the run fails above {validation.get("max_invalid_fraction", 0.0):.1%} when the failures break the event
+model or spread over most of the film).
 <a href="{escape(data_docs_href)}">Great Expectations Data Docs</a></p>
 {f"<ul>{reasons}</ul>" if reasons else ""}
+<h2>Speech not indexed</h2>
+{f"<ul>{dropped_rows}</ul>" if dropped_rows else "<p>None: every decoded stretch of speech became a line.</p>"}
+{f'<p class="bad">{escape(dropped["advice"])}</p>' if dropped.get("advice") else ""}
 </body></html>
 """
 

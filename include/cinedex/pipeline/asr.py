@@ -4,7 +4,8 @@ WhisperX's pyannote VAD finds the speech and groups it into chunks of at most 30
 chunks are decoded in batches by faster-whisper on the model WhisperX loaded, with word times from Whisper's
 cross-attention in the same pass, so the encoder runs once per chunk. A wav2vec2 alignment model refines the word
 times when one is configured or already on disk, and a pyannote diarization model labels speakers when
-configured. Utterances are cut from the words at sentence ends and pauses.
+configured. Segments that are not speech, or not in the model's language, are dropped with their reason
+(`speech_checks`); the rest give words whose times are repaired and cut into utterances (`utterances`).
 """
 
 from __future__ import annotations
@@ -21,9 +22,12 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from cinedex.core.artifacts import cached_stage
-from cinedex.pipeline.ingest import IngestedVideo
 from cinedex.core.mediatime import MediaTime
-from cinedex.core.settings import Settings
+from cinedex.core.settings import Settings, bundled_asr_model
+from cinedex.pipeline import speech_checks
+from cinedex.pipeline.ingest import IngestedVideo
+from cinedex.pipeline.speech_checks import DroppedSpeech
+from cinedex.pipeline.utterances import Utterance, Word, assign_speakers, repaired_times, split_utterances
 
 log = logging.getLogger(__name__)
 
@@ -37,38 +41,16 @@ VAD_ONSET, VAD_OFFSET, VAD_CHUNK_S = 0.500, 0.363, 30
 # because the VAD runs on the CPU whenever there is no GPU.
 VAD_STEP_S = 5.0
 
-# Utterance cuts: a sentence end, or a silence between words longer than PAUSE_S; no utterance longer than
-# MAX_UTTERANCE_S (a subtitle's reading span). On pyannote's sample conversation (tests/test_asr.py) sentence ends
-# alone find all 13 reference utterances and no pause threshold from 0.4 to 1 s changes that: turns there follow
-# each other within 0.5 s, and Whisper's word times stretch words over short silences. The pause cut is a guard
-# for unpunctuated speech, long enough not to split a sentence at an ordinary hesitation.
-PAUSE_S = 0.7
-MAX_UTTERANCE_S = 12.0
-SENTENCE_END = (".", "?", "!", "。", "？", "！", "…")
-CLOSING_MARKS = "\"'”’)]}»"
-# Abbreviations whose full stop does not end a sentence.
-TITLES = {"mr.", "mrs.", "ms.", "dr.", "prof.", "st.", "jr.", "sr.", "vs."}
-
-
-class Word(BaseModel):
-    start_s: float
-    end_s: float
-    text: str
-
-
-class Utterance(BaseModel):
-    start_s: float
-    end_s: float
-    text: str
-    speaker: str = ""
-    words: list[Word] = Field(default_factory=list)
-
-
 class Transcript(BaseModel):
     language: str
     model: str
     utterances: list[Utterance] = Field(default_factory=list)
     speaker_note: str = Field("", description="Where the speaker labels come from, or why there are none.")
+    dropped: list[DroppedSpeech] = Field(default_factory=list, description="Decoded text not made into utterances.")
+    advice: str = Field("", description="What to change when speech was dropped for its language.")
+
+    def dropped_seconds(self) -> dict[str, float]:
+        return speech_checks.seconds_by_reason(self.dropped)
 
 
 # --- models, loaded once per process ----------------------------------------------------------------------------
@@ -172,57 +154,6 @@ def speech_chunks(pipeline, audio: np.ndarray, device: str) -> list[dict]:
             for c in vad.merge_chunks(regions, VAD_CHUNK_S, onset=VAD_ONSET, offset=VAD_OFFSET)]
 
 
-def _ends_sentence(text: str) -> bool:
-    text = text.strip().rstrip(CLOSING_MARKS)
-    return text.endswith(SENTENCE_END) and text.lower() not in TITLES
-
-
-def _utterance(words: list[Word]) -> Utterance:
-    # Words keep Whisper's own spacing until here, so languages written without spaces join correctly.
-    return Utterance(start_s=words[0].start_s, end_s=words[-1].end_s, text="".join(w.text for w in words).strip(),
-                     words=[w.model_copy(update={"text": w.text.strip()}) for w in words])
-
-
-def _capped(words: list[Word], max_s: float) -> list[list[Word]]:
-    """`words` cut at their longest silences until no piece is longer than `max_s`."""
-    if len(words) < 2 or words[-1].end_s - words[0].start_s <= max_s:
-        return [words]
-    gaps = [b.start_s - a.end_s for a, b in zip(words, words[1:])]
-    cut = gaps.index(max(gaps)) + 1
-    return _capped(words[:cut], max_s) + _capped(words[cut:], max_s)
-
-
-def split_utterances(words: list[Word], pause_s: float = PAUSE_S, max_s: float = MAX_UTTERANCE_S) -> list[Utterance]:
-    """Cut time-ordered words into utterances at sentence ends and at pauses longer than `pause_s`; a piece still
-    longer than `max_s` is cut at its longest silences."""
-    pieces, current = [], []
-    for word in words:
-        if current and word.start_s - current[-1].end_s > pause_s:
-            pieces.append(current)
-            current = []
-        current.append(word)
-        if _ends_sentence(word.text):
-            pieces.append(current)
-            current = []
-    if current:
-        pieces.append(current)
-    return [_utterance(capped) for piece in pieces for capped in _capped(piece, max_s)]
-
-
-def assign_speakers(utterances: list[Utterance], turns: list[tuple[float, float, str]]) -> list[Utterance]:
-    """Each utterance gets the speaker whose turns overlap it longest; "" where no turn overlaps."""
-    labelled = []
-    for utterance in utterances:
-        overlap: dict[str, float] = {}
-        for start, end, speaker in turns:
-            shared = min(end, utterance.end_s) - max(start, utterance.start_s)
-            if shared > 0:
-                overlap[speaker] = overlap.get(speaker, 0.0) + shared
-        speaker = max(overlap, key=overlap.get) if overlap else ""
-        labelled.append(utterance.model_copy(update={"speaker": speaker}))
-    return labelled
-
-
 def _decode(pipeline, audio: np.ndarray, chunks: list[dict], settings: Settings, name: str):
     """faster-whisper's batched decoding of the VAD chunks with word times; returns (segments, language)."""
     import faster_whisper
@@ -258,6 +189,56 @@ def _aligned_words(segment, audio: np.ndarray, model, metadata: dict, device: st
             for w, a in zip(words, aligned)]
 
 
+def model_language(pipeline, settings: Settings) -> str:
+    """The language the speech model transcribes in this run: "en" for an English-only model, else the configured
+    language; "" when a multilingual model tells it itself."""
+    return settings.language if pipeline.model.model.is_multilingual else "en"
+
+
+def language_detector(pipeline, settings: Settings, device: str):
+    """The model that tells which language a stretch is in: the speech model itself when it is multilingual, else
+    the bundled multilingual Whisper base."""
+    if pipeline.model.model.is_multilingual:
+        return pipeline.model
+    path = speech_checks.bundled_language_model(settings.home.resolve() / "models")
+    return speech_checks.load_language_model(str(path), device, resolved_compute_type(settings, device))
+
+
+def checked_segments(segments: list, audio: np.ndarray, regions: list[tuple[float, float]], expected: str,
+                     detector) -> tuple[list, list[DroppedSpeech]]:
+    """The segments worth indexing, and the others with their reason. `detector()` gives the language model; it
+    is only loaded when a doubtful segment needs its language told."""
+    kept, dropped = [], []
+    for segment in segments:
+        text = segment.text.strip()
+        reason = speech_checks.segment_problem(
+            text, segment.avg_logprob, segment.no_speech_prob, segment.compression_ratio,
+            speech_checks.speech_share(segment.start, segment.end, regions))
+        language = ""
+        if reason is None and expected and speech_checks.doubtful(segment.avg_logprob, segment.no_speech_prob):
+            language = speech_checks.foreign_language(detector(), audio, segment.start, segment.end, expected) or ""
+            reason = "other language" if language else None
+        if reason:
+            dropped.append(DroppedSpeech(start_s=segment.start, end_s=segment.end, text=text, reason=reason,
+                                         language=language))
+        else:
+            kept.append(segment)
+    return kept, dropped
+
+
+def _advice(dropped: list[DroppedSpeech], model_name: str, expected: str, settings: Settings) -> str:
+    foreign = [d for d in dropped if d.reason == "other language"]
+    if not foreign:
+        return ""
+    seconds = sum(d.end_s - d.start_s for d in foreign)
+    heard = ", ".join(sorted({d.language for d in foreign}))
+    bundled = settings.home.resolve() / "models" / speech_checks.BUNDLED_LANGUAGE_MODEL
+    model = "the bundled tiny.en" if model_name == bundled_asr_model() else Path(model_name).name
+    return (f"{seconds:.0f} s of speech in {heard} not transcribed: the speech model ({model}) "
+            f"transcribes {expected} only. Set CINEDEX_ASR_MODEL to a multilingual Whisper model (such as large-v3, "
+            f"or the bundled base at {bundled}) and leave CINEDEX_LANGUAGE empty.")
+
+
 def transcribe(audio_path: Path, settings: Settings) -> Transcript:
     """Utterance-level transcript of a 16 kHz mono audio file (any format ffmpeg reads works)."""
     import whisperx
@@ -276,6 +257,18 @@ def transcribe(audio_path: Path, settings: Settings) -> Transcript:
              time.perf_counter() - started)
     segments, language = _decode(pipeline, audio, chunks, settings, name) if chunks else ([], settings.language)
 
+    expected = model_language(pipeline, settings)
+    regions = speech_checks.speech_regions(audio) if segments else []
+    segments, dropped = checked_segments(segments, audio, regions, expected,
+                                         lambda: language_detector(pipeline, settings, device))
+    advice = _advice(dropped, model_name, expected, settings)
+    if dropped:
+        seconds = ", ".join(f"{reason} {total:.1f} s" for reason, total in
+                            speech_checks.seconds_by_reason(dropped).items())
+        log.warning("asr: %s: %d decoded segments dropped (%s)", name, len(dropped), seconds)
+    if advice:
+        log.warning("asr: %s: %s", name, advice)
+
     align_name = alignment_model(settings, language) if segments else ""
     if align_name:
         align_model, metadata = load_alignment_model(align_name, language, device)
@@ -285,7 +278,7 @@ def transcribe(audio_path: Path, settings: Settings) -> Transcript:
         if segments:
             log.info("asr: %s: word times from Whisper's cross-attention (no wav2vec2 alignment model on this "
                      "machine for %r; set CINEDEX_ASR_ALIGN_MODEL to refine them)", name, language)
-    utterances = split_utterances(words)
+    utterances = split_utterances(repaired_times(words, duration, regions))
 
     if diarization_enabled(settings):
         frame = load_diarization_model(settings.diarization_model, settings.hf_token, device)(audio)
@@ -299,7 +292,8 @@ def transcribe(audio_path: Path, settings: Settings) -> Transcript:
     elapsed = time.perf_counter() - started
     log.info("asr: %s: %d utterances from %d segments, %.1f s of audio in %.1f s (real-time factor %.3f)",
              name, len(utterances), len(segments), duration, elapsed, elapsed / duration if duration else 0.0)
-    return Transcript(language=language or "", model=model_name, utterances=utterances, speaker_note=speaker_note)
+    return Transcript(language=language or "", model=model_name, utterances=utterances, speaker_note=speaker_note,
+                      dropped=dropped, advice=advice)
 
 
 # --- subtitles and the cached stage -----------------------------------------------------------------------------

@@ -18,6 +18,8 @@ from cinedex.core.settings import Settings
 log = logging.getLogger(__name__)
 
 EVENTS_FILE = "events.jsonl"
+# What the speech stage decoded and did not make into lines (not speech, another language), for the run report.
+SPEECH_DROPPED_FILE = "speech_dropped.json"
 
 
 def dialogue_events(video: IngestedVideo, transcript: Transcript, sampling: FrameSampling) -> list[Event]:
@@ -61,10 +63,11 @@ def build_events(video: IngestedVideo, transcript_dir: Path, frames_dir: Path, s
     """The cached events stage: dialogue events from the transcript and, when the vision stage ran, visual events
     from its answers, with one film-wide name per character (`roster.json`) and voices attached to characters
     where the visual events say who speaks (`speakers.json`), in `events.jsonl`; visual moments that cannot be
-    placed go to `vision_quarantine.jsonl`."""
+    placed go to `vision_quarantine.jsonl`, and what the speech stage dropped to `speech_dropped.json`."""
     def write(folder: Path) -> None:
         sampling = load_sampling(frames_dir)
-        events = dialogue_events(video, load_transcript(transcript_dir), sampling)
+        transcript = load_transcript(transcript_dir)
+        events = dialogue_events(video, transcript, sampling)
         quarantined: list[dict] = []
         if vision_dir:
             from cinedex.pipeline.vision.moments import visual_events  # transformers and torch load only for vision work
@@ -82,6 +85,9 @@ def build_events(video: IngestedVideo, transcript_dir: Path, frames_dir: Path, s
         (folder / "roster.json").write_text(json.dumps(cast, indent=1, ensure_ascii=False))
         (folder / "speakers.json").write_text(json.dumps(voices, indent=1, ensure_ascii=False))
         (folder / "vision_quarantine.jsonl").write_text("".join(json.dumps(q) + "\n" for q in quarantined))
+        (folder / SPEECH_DROPPED_FILE).write_text(json.dumps({
+            "seconds": transcript.dropped_seconds(), "advice": transcript.advice,
+            "stretches": [d.model_dump() for d in transcript.dropped]}, indent=1, ensure_ascii=False))
         log.info("events: %d events for %s (%d dialogue, %d visual; %d visual moments quarantined)", len(events),
                  video.name, sum(e.source == "asr" for e in events), sum(e.source == "vision" for e in events),
                  len(quarantined))

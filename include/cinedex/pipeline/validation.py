@@ -1,7 +1,10 @@
 """Validation: a Great Expectations suite derived from `Event`, run over a film's events before they are indexed.
 
-Events that fail go to a quarantine file with their reasons instead of being dropped; the run fails only when more
-than `max_invalid_fraction` of them do, and then after everything (valid, quarantine, report, Data Docs) is written.
+Events that fail go to a quarantine file with their reasons instead of being dropped, and the rest are indexed. The
+run fails only for what is systemic, after everything (valid, quarantine, report, Data Docs) is written: more than
+`max_invalid_fraction` of the events failing, and either most of them breaking the schema (a field missing, a value
+not allowed: a model or code writing wrong events) or the failures spread over more than half of the film. A noisy
+stretch (a reel of another language, a burst of bad times) is quarantined and reported; it never fails the film.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any, Literal, get_args, get_origin
 from pydantic import BaseModel
 
 from cinedex.core.artifacts import cached_stage
-from cinedex.pipeline.events import EVENTS_FILE, read_events
+from cinedex.pipeline.events import EVENTS_FILE, SPEECH_DROPPED_FILE, read_events
 from cinedex.pipeline.ingest import IngestedVideo
 from cinedex.core.model import EVENT_FIELDS, Event, EventFields
 from cinedex.core.settings import Settings
@@ -26,6 +29,10 @@ from cinedex.core.settings import Settings
 log = logging.getLogger(__name__)
 
 SUITE_NAME = "cinedex_events"
+# Failing events closer than this in time make one stretch of the film.
+STRETCH_GAP_S = 30.0
+# Failures spread over more than this share of the film are systemic, whatever their reason.
+SYSTEMIC_SPREAD = 0.5
 VALID_FILE = "valid.jsonl"
 _SITE_NAME = "cinedex_local_site"
 _TOP_REASONS = 5
@@ -36,6 +43,9 @@ class ValidationReport(BaseModel):
     valid: int
     quarantined: int
     fraction_invalid: float
+    fraction_schema_invalid: float = 0.0  # events breaking the event model (a field missing, a value not allowed)
+    failed_spread: float = 0.0  # share of the film covered by the stretches holding failed events
+    systemic: bool = False  # whether the failures fail the run
     data_docs: Path
     valid_path: Path
     quarantine_path: Path
@@ -53,6 +63,7 @@ class ValidationFailed(Exception):
 class _Check:
     expectation: Any  # a great_expectations Expectation
     reason: Callable[[Event], str]
+    schema: bool = False  # a violation of the event model itself, not of one event's data
 
 
 def _field_kind(name: str, fields: EventFields) -> str:
@@ -74,7 +85,8 @@ def suite_checks(duration_s: float, tolerance_s: float = 0.5, fields: EventField
     required = fields.model.required_fields()
     upper = duration_s + tolerance_s
     checks = [
-        _Check(gxe.ExpectColumnValuesToNotBeNull(column=name), lambda e, n=name: f"{n} missing") for name in required
+        _Check(gxe.ExpectColumnValuesToNotBeNull(column=name), lambda e, n=name: f"{n} missing", schema=True)
+        for name in required
     ]
     # Required text must say something: the frame holds these columns stripped, so whitespace counts as empty.
     checks += [
@@ -98,6 +110,7 @@ def suite_checks(duration_s: float, tolerance_s: float = 0.5, fields: EventField
         _Check(
             gxe.ExpectColumnValuesToBeInSet(column=name, value_set=list(get_args(field.annotation))),
             lambda e, n=name: f"{n} {getattr(e, n, None)!r} not allowed",
+            schema=True,
         )
         for name, field in model_fields.items()
         if get_origin(field.annotation) is Literal
@@ -225,11 +238,14 @@ def validate_events(
     outcomes, suite_result = _run_suite(_frame(events, _columns(checks), fields), checks, docs_dir)
 
     reasons: dict[int, list[str]] = defaultdict(list)
+    schema_broken: set[int] = set()
     expectation_rows = []
     for check, outcome in outcomes:
         failing = outcome.result.get("unexpected_index_list") or []
         for row in failing:
             reasons[int(row)].append(check.reason(events[int(row)]))
+            if check.schema:
+                schema_broken.add(int(row))
         expectation_rows.append(
             {
                 "expectation": outcome.expectation_config.type,
@@ -253,11 +269,17 @@ def validate_events(
 
     total = len(events)
     fraction = len(reasons) / total if total else 0.0
+    schema_fraction = len(schema_broken) / total if total else 0.0
+    spread = failed_spread([events[i] for i in reasons], duration_s)
     report = ValidationReport(
         total=total,
         valid=total - len(reasons),
         quarantined=len(reasons),
         fraction_invalid=fraction,
+        fraction_schema_invalid=schema_fraction,
+        failed_spread=spread,
+        systemic=fraction > max_invalid_fraction and (schema_fraction > max_invalid_fraction
+                                                      or spread > SYSTEMIC_SPREAD),
         data_docs=docs_dir / "index.html",
         valid_path=valid_path,
         quarantine_path=quarantine_path,
@@ -282,16 +304,40 @@ def validate_events(
             default=str,
         )
     )
-    log.info("validation: %d of %d events valid, %d quarantined", report.valid, total, report.quarantined)
-
-    if fraction > max_invalid_fraction:
-        top = "; ".join(f"{reason} ({count})" for reason, count in reason_counts.most_common(_TOP_REASONS))
-        raise ValidationFailed(
-            f"{report.quarantined} of {total} events ({fraction:.1%}) failed validation, more than the allowed "
-            f"{max_invalid_fraction:.1%}. Top reasons: {top}. Quarantine: {quarantine_path}",
-            report,
-        )
+    log.info("validation: %d of %d events valid, %d quarantined (%.1f%%; their stretches cover %.0f%% of the "
+             "film)", report.valid, total, report.quarantined, 100 * fraction, 100 * spread)
+    if report.systemic:
+        raise ValidationFailed(_failure(report.model_dump(), max_invalid_fraction, dict(reason_counts.most_common()),
+                                        quarantine_path), report)
+    if report.quarantined:
+        log.warning("validation: %d events quarantined, the other %d indexed: %s", report.quarantined, report.valid,
+                    "; ".join(f"{reason} ({count})" for reason, count in reason_counts.most_common(_TOP_REASONS)))
     return report
+
+
+def failed_spread(failed: list[Event], duration_s: float) -> float:
+    """The share of the film covered by the stretches of failed events, events closer than STRETCH_GAP_S joined."""
+    if not failed or duration_s <= 0:
+        return 0.0
+    spans = sorted((max(e.start_s, 0.0), max(e.end_s, e.start_s, 0.0)) for e in failed)
+    covered, (start, end) = 0.0, spans[0]
+    for next_start, next_end in spans[1:]:
+        if next_start - end > STRETCH_GAP_S:
+            covered += end - start
+            start, end = next_start, next_end
+        else:
+            end = max(end, next_end)
+    covered += end - start
+    return min(covered / duration_s, 1.0)
+
+
+def _failure(report: dict, max_invalid_fraction: float, reasons: dict[str, int], quarantine: Path) -> str:
+    top = "; ".join(f"{reason} ({count})" for reason, count in list(reasons.items())[:_TOP_REASONS])
+    why = ("most break the event model" if report["fraction_schema_invalid"] > max_invalid_fraction
+           else f"their stretches cover {report['failed_spread']:.0%} of the film")
+    return (f"{report['quarantined']} of {report['total']} events ({report['fraction_invalid']:.1%}) failed "
+            f"validation, more than the allowed {max_invalid_fraction:.1%}, and {why}. Top reasons: {top}. "
+            f"Quarantine: {quarantine}")
 
 
 def validate_video_events(video: IngestedVideo, events_dir: Path, settings: Settings) -> Path:
@@ -305,16 +351,18 @@ def validate_video_events(video: IngestedVideo, events_dir: Path, settings: Sett
                             settings.max_invalid_fraction)
         except ValidationFailed:
             pass  # raised below from the committed report, so a rerun fails the same way
+        # What the speech stage did not make into events, for the run report beside what validation quarantined.
+        dropped = Path(events_dir) / SPEECH_DROPPED_FILE
+        if dropped.is_file():
+            report_path = folder / "report.json"
+            report = json.loads(report_path.read_text())
+            report["speech_dropped"] = json.loads(dropped.read_text())
+            report_path.write_text(json.dumps(report, indent=2, default=str))
 
     path = cached_stage("validation", video.video_id, settings.artifacts_dir, write, upstream=[events_dir],
                         max_invalid_fraction=settings.max_invalid_fraction)
     report = json.loads((path / "report.json").read_text())
-    if report["fraction_invalid"] > settings.max_invalid_fraction:
-        top = "; ".join(f"{reason} ({count})" for reason, count in list(report["reasons"].items())[:_TOP_REASONS])
-        raise ValidationFailed(
-            f"{report['quarantined']} of {report['total']} events ({report['fraction_invalid']:.1%}) failed "
-            f"validation, more than the allowed {settings.max_invalid_fraction:.1%}. Top reasons: {top}. "
-            f"Quarantine: {path / 'quarantine.jsonl'}",
-            ValidationReport.model_validate(report),
-        )
+    if report["systemic"]:
+        raise ValidationFailed(_failure(report, settings.max_invalid_fraction, report["reasons"],
+                                        path / "quarantine.jsonl"), ValidationReport.model_validate(report))
     return path
