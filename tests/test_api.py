@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 
 import pytest
 
+from cinedex import PIPELINE_VERSION
 from cinedex.core.model import EVENT_FIELDS, Event
 from cinedex.index import open_index
 from cinedex.index.embedder import encode
@@ -165,7 +166,7 @@ def test_library_lists_the_film_with_its_counts(api_server, auth, film):
     assert listed["events"] == len(indexed)
     assert listed["events_by_source"]["asr"] == sum(e.source == "asr" for e in indexed)
     assert listed["events_by_source"]["vision"] == 1 and listed["events_by_scene_type"]["dialogue"] >= 8
-    assert listed["languages"] == ["en"] and listed["pipeline_versions"] == ["1"]
+    assert listed["languages"] == ["en"] and listed["pipeline_versions"] == [PIPELINE_VERSION]
     assert listed["report"].endswith("report.html")
     # No run yet, unless the trigger test ran first on the other backend (it runs the same file).
     assert listed["last_run"] is None or listed["last_run"]["run_id"].startswith("manual__")
@@ -233,7 +234,7 @@ def test_downloads_transcripts_events_and_bulk_file(api_server, auth, film, samp
     assert bulk.headers["content-type"].startswith("application/x-ndjson") and len(lines) == 2 * len(indexed)
     assert [a["index"]["_id"] for a in lines[::2]] == [e.id for e in indexed]
     alias = film["settings"].elasticsearch_alias  # the configured one: cinedex-events unless set
-    assert lines[0]["index"]["_index"] == f"{alias}-v1" and lines[1]["id"] == indexed[0].id
+    assert lines[0]["index"]["_index"] == f"{alias}-v{PIPELINE_VERSION}" and lines[1]["id"] == indexed[0].id
     assert api_server.get(f"{base}/film.exe", headers=auth).status_code == 404
 
 

@@ -176,9 +176,14 @@ def test_index_dag_runs_its_gpu_tasks_on_the_gpu_worker(stack, clean_run):
 def test_killing_the_gpu_worker_mid_inference_loses_and_doubles_nothing(stack, sample_film, tiny_vision_model,
                                                                         clean_run):
     _, video_id, clean_ids = clean_run
-    # Forget the clean run entirely, so inference happens again from scratch.
+    # Forget the clean run from inference on, so inference and everything after it happen again from scratch; the
+    # stages before it (ingest, audio, frames, speech, the window plan) are found finished, which they are.
     EmbeddedIndex(stack.home / "index").delete_video(video_id)
-    shutil.rmtree(stack.home / "artifacts" / video_id)
+    artifacts = stack.home / "artifacts" / video_id
+    for stage in [*artifacts.glob("windows-*/vision-*"),
+                  *(p for name in ("events", "film", "validation", "embeddings", "report")
+                    for p in artifacts.glob(f"{name}-*"))]:
+        shutil.rmtree(stage)
     run_id = stack.trigger(INDEX_DAG, {"video": sample_film.path, "vision_model": str(tiny_vision_model)})
 
     # Wait until the first batch has checkpointed a window but not finished, then kill -9 the GPU worker.
