@@ -8,6 +8,8 @@ route requires) and, for runs, Airflow's DAG permissions (`access`). Nothing is 
 
 from __future__ import annotations
 
+import logging
+import threading
 from html import escape
 from collections.abc import Callable
 from pathlib import Path
@@ -21,12 +23,15 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cinedex import PIPELINE_VERSION
+from cinedex.index import embedder
 from cinedex.page import catalog, uploads
 from cinedex.index.elastic import ElasticsearchNotConfigured, versioned_index
 from cinedex.pipeline.ingest import PathNotAllowed, confine, media_type
 from cinedex.core.model import SearchFilters
 from cinedex.index.search import SearchHit, search
 from cinedex.core.settings import Settings
+
+log = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).with_name("web")
 STATIC_FILES = {"app.js": "text/javascript", "style.css": "text/css"}
@@ -37,12 +42,24 @@ Page = Annotated[int, Query(ge=0, le=10_000_000, description="Items to skip.")]
 PageSize = Annotated[int, Query(ge=1, le=catalog.PAGE_LIMIT, description="Items to return.")]
 
 
+def _warm_embedder(settings: Callable[[], Settings]) -> None:
+    """Loads the query embedder in the background as the API server starts, so its first search does not wait."""
+    def load() -> None:
+        try:
+            embedder.load_model(settings().embedding_model)
+        except Exception:  # noqa: BLE001 - the first search loads it again and reports what is wrong
+            log.exception("cinedex: could not preload the query embedder")
+
+    threading.Thread(target=load, name="cinedex-embedder-warm-up", daemon=True).start()
+
+
 def create_app(auth: Callable | None = None, settings: Callable[[], Settings] = Settings,
                access: Callable[[str], Callable] | None = None, user: Callable | None = None,
                login_url: Callable[[str], str] | None = None) -> FastAPI:
     """`auth`: dependency every route requires. `access(method)`: dependency allowing that method on the index
     DAG's runs. `user`: dependency giving the logged-in user (for the run's "triggered by"). `login_url(next)`:
     where a browser without a login is sent."""
+    _warm_embedder(settings)
     # FastAPI serves its API description to anyone; here it is served below, behind the login like every route.
     app = FastAPI(title="cinedex", description=__doc__, docs_url=None, redoc_url=None, openapi_url=None)
     # Every route needs the login and read access to the index DAG's runs (the films are what its runs made);
