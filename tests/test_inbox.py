@@ -9,7 +9,7 @@ from datetime import date
 import pytest
 
 from cinedex import PIPELINE_VERSION
-from cinedex.pipeline import ingest
+from cinedex.pipeline import frames, ingest
 from cinedex.orchestration import inbox
 from cinedex.index import open_index
 from cinedex.index.embedded import EmbeddedIndex
@@ -85,9 +85,13 @@ def test_settled_report_says_what_became_of_every_file(day_settings):
     indexed_id = new[0].video_id
     EmbeddedIndex(day_settings.index_dir).replace_video(
         indexed_id, [Event(video_id=indexed_id, start_s=0, end_s=1, content="x")])
+    frames.sample_frames(ingest.ingest(new[0].path, day_settings), day_settings)  # a stage of its run, for real
     states = {new[0].run_id: "success", new[1].run_id: "failed"}
     settled = by_name(inbox.settle(files, states, {new[1].run_id: ["transcribe"]}, day_settings))
     assert settled[new[0].name].status == "indexed" and settled[new[0].name].events == 1
+    # Each stage's own work time, from its artifacts, in the order the stages finished.
+    assert list(settled[new[0].name].stage_s) == ["ingest", "frames"]
+    assert all(seconds > 0 for seconds in settled[new[0].name].stage_s.values())
     assert settled[new[1].name].status == "failed"
     assert settled[new[1].name].reason == f"run {new[1].run_id} ended failed; failed tasks: transcribe"
 
@@ -96,6 +100,7 @@ def test_settled_report_says_what_became_of_every_file(day_settings):
     assert report["counts"] == {"indexed": 1, "skipped": 1, "rejected": 3, "failed": 1}
     table = (day_settings.home / "reports" / "daily" / "2026-11-20.md").read_text()
     assert "| bunny $(touch pwned).mp4 |" in table and table.count("\n| ") == 2 + 6  # header, rule, one row a file
+    assert "stage seconds" in table and ": ingest " in table and ", frames " in table
 
 
 def test_days_are_written_as_iso_dates():

@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -62,9 +63,12 @@ class StageArtifacts:
         shutil.rmtree(scratch, ignore_errors=True)
         try:
             scratch.mkdir(parents=True)
+            started = time.perf_counter()
             yield scratch
+            # How long the work took and when it ended: the per-file stage times of the daily report.
             (scratch / MANIFEST).write_text(
-                json.dumps({"stage": self.stage, "params": self.params, "pipeline_version": PIPELINE_VERSION},
+                json.dumps({"stage": self.stage, "params": self.params, "pipeline_version": PIPELINE_VERSION,
+                            "work_s": round(time.perf_counter() - started, 3), "finished_at": time.time()},
                            indent=2, sort_keys=True, default=str)
             )
             self._move_into_place(scratch)
@@ -115,3 +119,18 @@ def cached_stage(stage: str, video_id: str, artifacts_dir: Path, write: Callable
     with artifacts.writing() as folder:
         write(folder)
     return artifacts.path
+
+
+def stage_times(artifacts_dir: Path, video_id: str) -> dict[str, float]:
+    """Seconds each stage of a video worked, from its latest finished folder per stage; stages found in the cache
+    by the last run count with the time they took when they were made."""
+    latest: dict[str, tuple[float, float]] = {}
+    for manifest in (Path(artifacts_dir) / video_id).glob(f"*/{MANIFEST}"):
+        try:
+            written = json.loads(manifest.read_text())
+            finished, work = float(written["finished_at"]), float(written["work_s"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # written before stage times were recorded
+        if written.get("stage") and finished >= latest.get(written["stage"], (-1.0, 0.0))[0]:
+            latest[written["stage"]] = (finished, work)
+    return {stage: work for stage, (_, work) in sorted(latest.items(), key=lambda item: item[1][0])}

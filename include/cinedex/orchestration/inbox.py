@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from cinedex import PIPELINE_VERSION
 from cinedex.pipeline import ingest
 from cinedex.index import open_index
+from cinedex.core.artifacts import stage_times
 from cinedex.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ class InboxFile(BaseModel):
     video_id: str = ""
     run_id: str = ""  # the cinedex_index_video run that indexes it
     events: int = 0
+    stage_s: dict[str, float] = {}  # seconds each stage worked on it, in the order they finished
 
 
 def inbox_root(settings: Settings):
@@ -146,6 +148,7 @@ def settle(files: list[InboxFile], run_states: dict[str, str | None], failed_tas
         row = row.model_copy()
         if row.status == "new":
             state = run_states.get(row.run_id)
+            row.stage_s = stage_times(settings.artifacts_dir, row.video_id)
             if state == "success":
                 row.status, row.events = "indexed", open_index(settings).count(row.video_id, PIPELINE_VERSION)
             else:
@@ -169,12 +172,18 @@ def write_report(day: date, files: list[InboxFile], settings: Settings) -> Path:
     return target
 
 
+def stage_cell(stage_s: dict[str, float]) -> str:
+    if not stage_s:
+        return ""
+    return f"{sum(stage_s.values()):.1f}: " + ", ".join(f"{stage} {s:.1f}" for stage, s in stage_s.items())
+
+
 def report_table(day: date, files: list[InboxFile], counts: dict[str, int]) -> str:
     def cell(text: str) -> str:
         return text.replace("|", "\\|").replace("\n", " ")
 
     lines = [f"# Inbox {day:%Y-%m-%d}", "", ", ".join(f"{n} {status}" for status, n in counts.items()), "",
-             "| file | status | events | video | why |", "| --- | --- | --- | --- | --- |"]
-    lines += [f"| {cell(f.name)} | {f.status} | {f.events or ''} | {f.video_id[:12]} | {cell(f.reason)} |"
-              for f in files]
+             "| file | status | events | video | stage seconds | why |", "| --- | --- | --- | --- | --- | --- |"]
+    lines += [f"| {cell(f.name)} | {f.status} | {f.events or ''} | {f.video_id[:12]} | {stage_cell(f.stage_s)} "
+              f"| {cell(f.reason)} |" for f in files]
     return "\n".join(lines) + "\n"
