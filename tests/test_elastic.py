@@ -243,8 +243,8 @@ def test_a_new_pipeline_version_gets_its_own_index_and_keeps_other_videos(loaded
     upgraded = ElasticIndex(client, alias=loaded.alias, dims=DIMS, pipeline_version=NEXT_VERSION, options=QUICK)
     reindexed = film_events("casablanca", CASABLANCA[:5], pipeline_version=NEXT_VERSION)
     report = upgraded.replace_video("casablanca", reindexed, unit_vectors(len(reindexed), seed=4))
-    assert report.index == f"{loaded.alias}-v2" and report.carried_over == len(alien)
-    assert list(client.indices.get_alias(name=loaded.alias)) == [f"{loaded.alias}-v2"]
+    assert report.index == f"{loaded.alias}-v{NEXT_VERSION}" and report.carried_over == len(alien)
+    assert list(client.indices.get_alias(name=loaded.alias)) == [f"{loaded.alias}-v{NEXT_VERSION}"]
     assert not client.indices.exists(index=old_index)
     assert [e.id for e in upgraded.video_events("casablanca")] == [e.id for e in reindexed]
     assert upgraded.video_events("alien") == sorted(alien, key=lambda e: e.start_s)

@@ -55,7 +55,7 @@ class StageArtifacts:
         return (self.path / MANIFEST).is_file()
 
     @contextmanager
-    def writing(self) -> Iterator[Path]:
+    def writing(self, prior_work_s: float = 0.0) -> Iterator[Path]:
         """Yields a scratch folder of this writer's own; on success it becomes `path`, on error it is removed. When
         two runs of one video write the same stage at once, the first to finish wins and the other's identical
         output is dropped, so a reader never sees the folder change under it."""
@@ -68,7 +68,8 @@ class StageArtifacts:
             # How long the work took and when it ended: the per-file stage times of the daily report.
             (scratch / MANIFEST).write_text(
                 json.dumps({"stage": self.stage, "params": self.params, "pipeline_version": PIPELINE_VERSION,
-                            "work_s": round(time.perf_counter() - started, 3), "finished_at": time.time()},
+                            "work_s": round(prior_work_s + time.perf_counter() - started, 3),
+                            "finished_at": time.time()},
                            indent=2, sort_keys=True, default=str)
             )
             self._move_into_place(scratch)
@@ -104,11 +105,11 @@ def stage_artifacts(artifacts_dir: Path, video_id: str, stage: str, **params: An
 
 
 def cached_stage(stage: str, video_id: str, artifacts_dir: Path, write: Callable[[Path], Any], *,
-                 upstream: Iterable[Path | None] = (), **params: Any) -> Path:
+                 upstream: Iterable[Path | None] = (), prior_work_s: float = 0.0, **params: Any) -> Path:
     """The folder of one stage's output for one video: reused when a finished one exists for the same settings
     and inputs, else filled by `write(scratch)` in a scratch folder and published by rename. `params` are the
     stage's own settings; `upstream` the artifacts it reads (their names hold their own keys, so a changed input
-    makes a new folder)."""
+    makes a new folder). `prior_work_s`: the stage's work done before this call (recorded with the folder's own)."""
     film = Path(artifacts_dir) / video_id
     inputs = [str(Path(p).relative_to(film)) if Path(p).is_relative_to(film) else Path(p).name
               for p in upstream if p]
@@ -116,7 +117,7 @@ def cached_stage(stage: str, video_id: str, artifacts_dir: Path, write: Callable
     if artifacts.complete:
         artifacts.log_cached()
         return artifacts.path
-    with artifacts.writing() as folder:
+    with artifacts.writing(prior_work_s) as folder:
         write(folder)
     return artifacts.path
 

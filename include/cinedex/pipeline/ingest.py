@@ -6,9 +6,10 @@ import hashlib
 import json
 import logging
 import os
-import stat
 import re
+import stat
 import subprocess
+import time
 from fractions import Fraction
 from pathlib import Path
 from typing import NamedTuple
@@ -431,6 +432,7 @@ def ingest(path: str | Path, settings: Settings) -> IngestedVideo:
     if not os.access(real, os.R_OK):
         raise UnreadableFile(f"{given}: cannot be read (permission denied); make it readable by the user that runs "
                              "cinedex")
+    started = time.perf_counter()
     info = probe(real, settings.max_duration_s)
     video_id = fingerprint(real)
     video = IngestedVideo(video_id=video_id, path=str(real), name=given.name, info=info)
@@ -438,7 +440,8 @@ def ingest(path: str | Path, settings: Settings) -> IngestedVideo:
     def write(folder: Path) -> None:
         (folder / "video.json").write_text(video.model_dump_json(indent=2))
 
-    cached_stage("ingest", video_id, settings.artifacts_dir, write)
+    # Probing and fingerprinting come first (the fingerprint is the folder's name): they are the stage's work.
+    cached_stage("ingest", video_id, settings.artifacts_dir, write, prior_work_s=time.perf_counter() - started)
     kind_text = ("video with audio" if info.has_video and info.has_audio else "video without audio"
                  if info.has_video else "audio only")
     log.info("ingest: %s -> video %s (%.1f s, %s)", given.name, video_id[:12], info.duration_s, kind_text)
