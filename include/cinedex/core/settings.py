@@ -50,6 +50,13 @@ class Settings(BaseSettings):
     asr_align_model: str = Field("", description="wav2vec2 alignment model name or directory; empty = WhisperX's default for the language.")
     diarization_model: str = "pyannote/speaker-diarization-community-1"
     hf_token: str = Field("", description="Hugging Face token for gated diarization models.")
+    diarization: Literal["auto", "local", "pyannote", "off"] = Field(
+        "auto", title="Who speaks", description="Speaker turns: `local` = the bundled engine (segmentation-3.0 "
+        "ONNX and Resemblyzer voices, no token), `pyannote` = diarization_model (needs CINEDEX_HF_TOKEN or a local "
+        "folder), `auto` = pyannote where it can load, else none, `off` = no speaker labels.",
+        json_schema_extra=PER_RUN)
+    max_speakers: int = Field(0, ge=0, le=20, title="Most speakers", description="Most distinct voices the "
+                              "diarization may find; 0 = estimate the number.", json_schema_extra=PER_RUN)
     language: str = Field("", title="Spoken language", description="Language code such as `en` or `zh`; empty "
                           "detects it.", json_schema_extra=PER_RUN)
 
@@ -65,6 +72,10 @@ class Settings(BaseSettings):
     shot_threshold: float = Field(0.12, ge=0.01, le=1, title="Cut sensitivity", description="Picture change (0-1) "
                                   "between consecutive frames that counts as a cut; lower finds more cuts.",
                                   json_schema_extra=PER_RUN)
+    shot_model: Literal["auto", "transnetv2", "none"] = Field(
+        "auto", description="Learned model that settles the shot boundaries the cheap detector finds ambiguous: "
+        "`transnetv2` (TransNetV2, weights in its wheel; on CPU it looks only at those few candidates, about a "
+        "second each), `auto` = TransNetV2 where the frames task has a CUDA GPU, none on CPU, `none` = never.")
 
     upload_max_bytes: int = Field(20 * 1024**3, gt=0, description="Largest video the page accepts (bytes).")
     inbox_quota_bytes: int = Field(500 * 1024**3, gt=0, description="Most bytes the page's uploads may hold in "

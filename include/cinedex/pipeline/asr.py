@@ -3,14 +3,16 @@
 WhisperX's pyannote VAD finds the speech and groups it into chunks of at most 30 s (Whisper's window). The
 chunks are decoded in batches by faster-whisper on the model WhisperX loaded, with word times from Whisper's
 cross-attention in the same pass, so the encoder runs once per chunk. A wav2vec2 alignment model refines the word
-times when one is configured or already on disk, and a pyannote diarization model labels speakers when
-configured. Segments that are not speech, or not in the model's language, are dropped with their reason
-(`speech_checks`); the rest give words whose times are repaired and cut into utterances (`utterances`).
+times when one is configured or already on disk, and speakers are labelled by pyannote's diarization when it can
+load (a token) or by the bundled local engine (`diarization.py`) when asked for. Segments that are not speech, or
+not in the model's language, are dropped with their reason (`speech_checks`); the rest give words whose times are
+repaired and cut into utterances (`utterances`).
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import time
@@ -33,6 +35,8 @@ log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16_000
 TRANSCRIPT_FILE, SRT_FILE, VTT_FILE = "transcript.json", "transcript.srt", "transcript.vtt"
+# Each speaker's centroid voice (Resemblyzer, 256-d, L2-normed), to match voices across films or name them.
+VOICES_FILE = "speakers.voices.json"
 
 # WhisperX's VAD defaults; chunks as long as Whisper's window, so each costs one encoder pass.
 VAD_ONSET, VAD_OFFSET, VAD_CHUNK_S = 0.500, 0.363, 30
@@ -48,6 +52,8 @@ class Transcript(BaseModel):
     speaker_note: str = Field("", description="Where the speaker labels come from, or why there are none.")
     dropped: list[DroppedSpeech] = Field(default_factory=list, description="Decoded text not made into utterances.")
     advice: str = Field("", description="What to change when speech was dropped for its language.")
+    voices: dict[str, list[float]] = Field(default_factory=dict, exclude=True, description="Each speaker's "
+                                           "centroid voice embedding; written to its own file, not the transcript.")
 
     def dropped_seconds(self) -> dict[str, float]:
         return speech_checks.seconds_by_reason(self.dropped)
@@ -123,10 +129,43 @@ def alignment_model(settings: Settings, language: str) -> str:
     return ""
 
 
-def diarization_enabled(settings: Settings) -> bool:
-    """The diarization model is gated: it needs a token, unless it is a local folder."""
+def pyannote_available(settings: Settings) -> bool:
+    """The pyannote diarization model is gated: it needs a token, unless it is a local folder."""
     model = settings.diarization_model
     return bool(model) and (bool(settings.hf_token) or Path(model).is_dir())
+
+
+def diarization_engine(settings: Settings) -> str:
+    """Who labels the speakers in this run: "pyannote", "local" (the bundled engine) or "" for nobody."""
+    if settings.diarization == "local":
+        return "local"
+    if settings.diarization in ("auto", "pyannote") and pyannote_available(settings):
+        return "pyannote"
+    # `auto` without pyannote stays unlabelled until the local engine meets its accuracy goals (issue 15).
+    return ""
+
+
+def _speaker_turns(audio_path: Path, audio: np.ndarray, settings: Settings, device: str
+                   ) -> tuple[list[tuple[float, float, str]], dict[str, list[float]], str]:
+    """The speaker turns, each speaker's voice (centroid embedding) and the speaker note."""
+    engine = diarization_engine(settings)
+    if engine == "local":
+        from cinedex.pipeline.diarization import diarize
+
+        found = diarize(audio_path, max_speakers=settings.max_speakers or None)
+        return ([(t.start_s, t.end_s, t.speaker) for t in found.turns],
+                {name: [round(float(x), 5) for x in voice] for name, voice in found.centroids.items()},
+                f"speakers from the local diarization ({len(found.speakers)} voices)")
+    if engine == "pyannote":
+        frame, voices = load_diarization_model(settings.diarization_model, settings.hf_token, device)(
+            audio, max_speakers=settings.max_speakers or None, return_embeddings=True)
+        return (list(zip(frame["start"], frame["end"], frame["speaker"])),
+                {name: [float(x) for x in voice] for name, voice in (voices or {}).items()},
+                f"speakers from {settings.diarization_model}")
+    if settings.diarization == "off":
+        return [], {}, "no speaker labels: diarization is off"
+    return [], {}, (f"no speaker labels: diarization with {settings.diarization_model or 'no model'} needs "
+                    "CINEDEX_HF_TOKEN (or set diarization to `local` for the bundled engine)")
 
 
 # --- transcription ----------------------------------------------------------------------------------------------
@@ -280,20 +319,16 @@ def transcribe(audio_path: Path, settings: Settings) -> Transcript:
                      "machine for %r; set CINEDEX_ASR_ALIGN_MODEL to refine them)", name, language)
     utterances = split_utterances(repaired_times(words, duration, regions))
 
-    if diarization_enabled(settings):
-        frame = load_diarization_model(settings.diarization_model, settings.hf_token, device)(audio)
-        utterances = assign_speakers(utterances, list(zip(frame["start"], frame["end"], frame["speaker"])))
-        speaker_note = f"speakers from {settings.diarization_model}"
-    else:
-        speaker_note = (f"no speaker labels: diarization with {settings.diarization_model or 'no model'} "
-                        "needs CINEDEX_HF_TOKEN")
-        log.info("asr: %s: %s", name, speaker_note)
+    turns, voices, speaker_note = _speaker_turns(Path(audio_path), audio, settings, device)
+    if turns:
+        utterances = assign_speakers(utterances, turns)
+    log.info("asr: %s: %s", name, speaker_note)
 
     elapsed = time.perf_counter() - started
     log.info("asr: %s: %d utterances from %d segments, %.1f s of audio in %.1f s (real-time factor %.3f)",
              name, len(utterances), len(segments), duration, elapsed, elapsed / duration if duration else 0.0)
     return Transcript(language=language or "", model=model_name, utterances=utterances, speaker_note=speaker_note,
-                      dropped=dropped, advice=advice)
+                      dropped=dropped, advice=advice, voices=voices)
 
 
 # --- subtitles and the cached stage -----------------------------------------------------------------------------
@@ -335,10 +370,19 @@ def transcribe_video(video: IngestedVideo, audio_path: Path | None, settings: Se
         (folder / TRANSCRIPT_FILE).write_text(transcript.model_dump_json(indent=1), encoding="utf-8")
         (folder / SRT_FILE).write_text(to_srt(transcript), encoding="utf-8")
         (folder / VTT_FILE).write_text(to_vtt(transcript), encoding="utf-8")
+        if transcript.voices:
+            (folder / VOICES_FILE).write_text(json.dumps(transcript.voices), encoding="utf-8")
         log.info("asr: %s -> %d utterances (%s)", video.name, len(transcript.utterances), transcript.language or "-")
 
     return cached_stage(
         "asr", video.video_id, settings.artifacts_dir, write, upstream=[audio_path],
         model=settings.resolved_asr_model, language=settings.language, batch_size=settings.asr_batch_size,
         align_model=settings.asr_align_model,
-        diarization=settings.diarization_model if diarization_enabled(settings) else "")
+        diarization=_diarization_key(settings))
+
+
+def _diarization_key(settings: Settings) -> str:
+    engine = diarization_engine(settings)
+    model = {"local": "local", "pyannote": settings.diarization_model}.get(engine, "")
+    # Without a bound the key is the model alone, as before the bound existed, so earlier transcripts stay cached.
+    return f"{model}:{settings.max_speakers}" if model and settings.max_speakers else model

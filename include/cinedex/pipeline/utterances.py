@@ -190,15 +190,71 @@ def split_utterances(words: list[Word], pause_s: float = PAUSE_S, max_s: float =
     return [_utterance(piece) for piece in _joined_short(capped, max_s)]
 
 
-def assign_speakers(utterances: list[Utterance], turns: list[tuple[float, float, str]]) -> list[Utterance]:
-    """Each utterance gets the speaker whose turns overlap it longest; "" where no turn overlaps."""
-    labelled = []
-    for utterance in utterances:
+class _Turns:
+    """Speaker turns sorted by start, for the seconds each speaker talks within a span."""
+
+    def __init__(self, turns: list[tuple[float, float, str]]):
+        self.turns = sorted(turns)
+        self.starts = [t[0] for t in self.turns]
+        self.longest = max((end - start for start, end, _ in self.turns), default=0.0)
+
+    def talk(self, start_s: float, end_s: float) -> dict[str, float]:
         overlap: dict[str, float] = {}
-        for start, end, speaker in turns:
-            shared = min(end, utterance.end_s) - max(start, utterance.start_s)
+        first = bisect.bisect_left(self.starts, start_s - self.longest)
+        for start, end, speaker in self.turns[first:bisect.bisect_right(self.starts, end_s)]:
+            shared = min(end, end_s) - max(start, start_s)
             if shared > 0:
                 overlap[speaker] = overlap.get(speaker, 0.0) + shared
-        speaker = max(overlap, key=overlap.get) if overlap else ""
-        labelled.append(utterance.model_copy(update={"speaker": speaker}))
+        return overlap
+
+    def speaker(self, start_s: float, end_s: float) -> str:
+        overlap = self.talk(start_s, end_s)
+        return max(overlap, key=overlap.get) if overlap else ""
+
+
+# An utterance is split where its words change speaker only when each side is at least this long: a shorter run
+# is more likely a turn edge a little off than a line of its own.
+MIN_SPLIT_S = 0.6
+
+
+def _speaker_runs(words: list[Word], turns: _Turns) -> list[list[Word]]:
+    """`words` in runs of one speaker each (by who talks most of each word), runs under MIN_SPLIT_S merged into
+    their neighbour."""
+    labels = [turns.speaker(w.start_s, w.end_s) for w in words]
+    for i in range(1, len(labels)):  # a word nobody is heard in goes with the word before it...
+        labels[i] = labels[i] or labels[i - 1]
+    for i in range(len(labels) - 2, -1, -1):  # ...or, at the start, with the word after it
+        labels[i] = labels[i] or labels[i + 1]
+    runs: list[list[Word]] = []
+    for word, label, previous in zip(words, labels, [None, *labels]):
+        if runs and label == previous:
+            runs[-1].append(word)
+        else:
+            runs.append([word])
+    while len(runs) > 1:
+        short = min(range(len(runs)), key=lambda i: _span(runs[i]))
+        if _span(runs[short]) >= MIN_SPLIT_S:
+            break
+        into = short - 1 if short else 1
+        runs[min(short, into)] = runs[min(short, into)] + runs[max(short, into)]
+        del runs[max(short, into)]
+    return runs
+
+
+def assign_speakers(utterances: list[Utterance], turns: list[tuple[float, float, str]]) -> list[Utterance]:
+    """Each utterance gets the speaker who talks most of its span ("" where nobody does); one whose words change
+    speaker is split where they change."""
+    indexed = _Turns(turns)
+    labelled = []
+    for utterance in utterances:
+        runs = _speaker_runs(utterance.words, indexed) if len(utterance.words) > 1 else []
+        if len(runs) < 2:
+            speaker = indexed.speaker(utterance.start_s, utterance.end_s)
+            labelled.append(utterance.model_copy(update={"speaker": speaker}))
+            continue
+        separator = " " if " " in utterance.text else ""  # words were stripped; languages without spaces join bare
+        for run in runs:
+            labelled.append(Utterance(start_s=run[0].start_s, end_s=run[-1].end_s, words=run,
+                                      text=separator.join(w.text for w in run),
+                                      speaker=indexed.speaker(run[0].start_s, run[-1].end_s)))
     return labelled
