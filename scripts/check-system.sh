@@ -50,6 +50,15 @@ if ! command -v espeak-ng >/dev/null; then
     echo "a speech test needs espeak-ng on PATH (Debian/Ubuntu: sudo apt-get install espeak-ng)" >&2
   fi
 fi
+# A CJK font, for the test film whose burned-in captions are Chinese and English (the on-screen text tests).
+if [ ! -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ]; then  # cinedex.sample.TEXT_FONT
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing fonts-wqy-microhei (a test draws Chinese text with it) with apt-get ..." >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-wqy-microhei >/dev/null
+  else
+    echo "an on-screen text test needs a CJK font (Debian/Ubuntu: sudo apt-get install fonts-wqy-microhei)" >&2
+  fi
+fi
 if ! command -v chromium >/dev/null; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing chromium (the cinedex page's browser test drives it) with apt-get ..." >&2

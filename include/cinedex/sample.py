@@ -103,3 +103,79 @@ def build_sample_film(out_dir: Path) -> SampleFilm:
                       cuts_s=sorted(f / FPS for f in cut_frames), utterances=read_stm(stm, SPEECH_OFFSET_S))
     answer_path.write_text(film.model_dump_json(indent=1))
     return film
+
+
+# --- the on-screen text film ---------------------------------------------------------------------------------------
+
+TEXT_FONT = Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc")  # Debian's fonts-wqy-microhei: Latin and CJK
+
+
+class ScreenText(BaseModel):
+    """One text drawn on the text film: what, when (its first and last frame's times), where, in which language."""
+
+    text: str
+    start_s: float
+    end_s: float
+    position: str  # "caption band", "sign" or "title card"
+    language: str
+
+
+class TextFilm(BaseModel):
+    path: str
+    duration_s: float
+    fps: int
+    texts: list[ScreenText]
+
+
+# (text, first and last second drawn, position, language, font size, where: x, y, box colour or "")
+_TEXTS = [
+    ("The rabbit wakes up in the meadow", 0.8, 3.6, "caption band", "en", 26, "(w-tw)/2", "h-th-24", ""),
+    ("兔子在草地上醒来", 6.0, 9.2, "caption band", "zh", 28, "(w-tw)/2", "h-th-24", ""),
+    ("CITY LIBRARY", 7.0, 13.5, "sign", "en", 28, "48", "48", "0x1a3a6a"),
+    ("北京火车站", 10.0, 14.5, "sign", "zh", 30, "w-tw-48", "56", "0xa01818"),
+    ("The Long Journey", 15.8, 18.0, "title card", "en", 44, "(w-tw)/2", "h/2-th-12", ""),
+    ("漫长的旅程", 15.8, 18.0, "title card", "zh", 40, "(w-tw)/2", "h/2+16", ""),
+    ("Where are you going", 19.0, 21.4, "caption band", "en", 26, "(w-tw)/2", "h-th-24", ""),
+]
+
+
+def build_text_film(out_dir: Path) -> TextFilm:
+    """Writes `text_film.mp4` and `text_film.json` into `out_dir`: real clips (Big Buck Bunny, bikes) and a title
+    card, 640x360 at 25 fps, with captions, signs on boxes and a title card drawn by ffmpeg's drawtext in English and
+    Chinese at known times."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    film_path, answer_path = out_dir / "text_film.mp4", out_dir / "text_film.json"
+    if film_path.exists() and answer_path.exists():
+        return TextFilm.model_validate_json(answer_path.read_text())
+    if not TEXT_FONT.is_file():
+        raise FileNotFoundError(f"{TEXT_FONT}: the text film needs a CJK font (apt-get install fonts-wqy-microhei)")
+
+    def scaled(name: str, frames: int, mirrored: bool = False):
+        video = ffmpeg.input(str(clip(name))).video
+        video = (video.hflip() if mirrored else video).filter("fps", FPS)
+        return (video.filter("scale", WIDTH, HEIGHT, force_original_aspect_ratio="decrease")
+                .filter("pad", WIDTH, HEIGHT, "(ow-iw)/2", "(oh-ih)/2").filter("setsar", 1)
+                .trim(end_frame=frames).setpts("PTS-STARTPTS"))
+
+    title = ffmpeg.input(f"color=c=0x202840:s={WIDTH}x{HEIGHT}:r={FPS}:d=3", f="lavfi").video.filter("setsar", 1)
+    # 0-5.28 s rabbit, 5.28-15.28 s bikes (its own cuts), 15.28-18.28 s title card, 18.28-23.56 s rabbit mirrored.
+    picture = ffmpeg.concat(scaled("bigbuckbunny.mp4", 132), scaled("bikes.mp4", 250), title,
+                            scaled("bigbuckbunny.mp4", 132, mirrored=True), v=1, a=0)
+    duration_s = (132 + 250 + 3 * FPS + 132) / FPS
+    for text, start_s, end_s, _, _, size, x, y, box in _TEXTS:
+        shown = f"between(t,{start_s},{end_s})"
+        style = dict(fontfile=str(TEXT_FONT), text=text, fontsize=size, fontcolor="white", x=x, y=y, enable=shown)
+        if box:
+            style |= dict(box=1, boxcolor=box, boxborderw=14)
+        else:
+            style |= dict(borderw=2, bordercolor="black")
+        picture = picture.drawtext(**style)
+    (ffmpeg.output(picture, str(film_path), vcodec="libx264", pix_fmt="yuv420p", crf=20, preset="fast", r=FPS,
+                   movflags="+faststart")
+     .global_args("-hide_banner", "-loglevel", "error").overwrite_output().run())
+
+    texts = [ScreenText(text=text, start_s=start_s, end_s=end_s, position=position, language=language)
+             for text, start_s, end_s, position, language, *_ in _TEXTS]
+    film = TextFilm(path=str(film_path), duration_s=duration_s, fps=FPS, texts=texts)
+    answer_path.write_text(film.model_dump_json(indent=1))
+    return film

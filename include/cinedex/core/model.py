@@ -19,8 +19,9 @@ from cinedex.core.mediatime import MediaTime
 
 SceneType = Literal["dialogue", "action", "establishing", "montage", "title", "transition", "other"]
 SCENE_TYPES: tuple[str, ...] = get_args(SceneType)
-# "summary" and "chapter" are the film-level pass's documents: the whole film, and its parts.
-EventSource = Literal["asr", "vision", "summary", "chapter"]
+# "summary" and "chapter" are the film-level pass's documents: the whole film, and its parts; "ocr" is text read
+# on screen (captions, signs, title cards).
+EventSource = Literal["asr", "vision", "summary", "chapter", "ocr"]
 
 
 def event_id(video_id: str, source: str, start_s: float, end_s: float, text: str = "",
