@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -20,12 +21,18 @@ LINES = [(14.4, 17.8, "Sheila", "And I'm Sheila in Texas, originally from Chicag
          (24.1, 28.4, "Sheila", "They all call me a Yankee down here.")]
 
 
-@pytest.mark.parametrize("backend", ["embedded", "elasticsearch"])
-def test_search_json_is_clean_on_stdout(backend, tmp_path, request):
-    env = {**os.environ, "CINEDEX_HOME": str(tmp_path / "home"), "CINEDEX_INDEX_BACKEND": backend}
+def cli_environment(backend: str, home: Path, request) -> dict[str, str]:
+    """The environment of a `cinedex` process searching `backend`; on Elasticsearch, an alias of its own."""
+    env = {**os.environ, "CINEDEX_HOME": str(home), "CINEDEX_INDEX_BACKEND": backend}
     if backend == "elasticsearch":
         env |= {"AIRFLOW_CONN_ELASTICSEARCH_DEFAULT": request.getfixturevalue("es_url"),
                 "CINEDEX_ELASTICSEARCH_ALIAS": f"cli-{uuid.uuid4().hex[:8]}"}
+    return env
+
+
+@pytest.mark.parametrize("backend", ["embedded", "elasticsearch"])
+def test_search_json_is_clean_on_stdout(backend, tmp_path, request):
+    env = cli_environment(backend, tmp_path / "home", request)
     settings = Settings(home=tmp_path / "home", index_backend=backend,
                         elasticsearch_alias=env.get("CINEDEX_ELASTICSEARCH_ALIAS", "cinedex-events"))
     if backend == "elasticsearch":
@@ -49,10 +56,7 @@ def test_search_json_is_clean_on_stdout(backend, tmp_path, request):
 
 @pytest.mark.parametrize("backend", ["embedded", "elasticsearch"])
 def test_search_of_an_empty_or_missing_index_says_so_on_stderr(backend, tmp_path, request):
-    env = {**os.environ, "CINEDEX_HOME": str(tmp_path / "home"), "CINEDEX_INDEX_BACKEND": backend}
-    if backend == "elasticsearch":
-        env |= {"AIRFLOW_CONN_ELASTICSEARCH_DEFAULT": request.getfixturevalue("es_url"),
-                "CINEDEX_ELASTICSEARCH_ALIAS": f"never-loaded-{uuid.uuid4().hex[:8]}"}
+    env = cli_environment(backend, tmp_path / "home", request)  # nothing loaded: a missing folder, a new alias
     done = subprocess.run([sys.executable, "-m", "cinedex.cli", "search", "anything", "--json"], env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
