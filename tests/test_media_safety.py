@@ -129,6 +129,43 @@ def test_what_a_list_names_is_never_opened(settings, tmp_path, tmp_path_factory,
     assert str(target.parent) not in str(refused.value) and "secret" not in str(refused.value)
 
 
+def test_the_frame_sampler_s_own_decoder_has_the_allow_lists(tmp_path, tmp_path_factory):
+    # The sampler decodes in-process with PyAV, not through an ffmpeg command, so the test above cannot see its
+    # options: it is handed a playlist directly, past ingest, as if a check before it had failed.
+    import av
+
+    target = tmp_path_factory.mktemp("elsewhere") / "secret.ts"
+    os.mkfifo(target)
+    playlist = tmp_path / "holiday.m3u8"  # the name FFmpeg's HLS demuxer wants, so only the allow-list refuses it
+    playlist.write_text(f"#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.0,\n{target}\n#EXT-X-ENDLIST\n")
+    video = ingest.IngestedVideo(video_id="list", path=str(playlist), name=playlist.name, info=ingest.MediaInfo(
+        duration_s=2.0, size_bytes=playlist.stat().st_size, container="hls", has_video=True, has_audio=False,
+        width=320, height=180))
+
+    def opens_target(open_it) -> bool:
+        stop, opened = threading.Event(), []
+        watcher = threading.Thread(target=_watch_for_readers, args=(target, stop, opened), daemon=True)
+        watcher.start()
+        try:
+            open_it()
+        except (av.FFmpegError, OSError):
+            pass
+        finally:
+            stop.set()
+            watcher.join(timeout=5)
+        return bool(opened)
+
+    with pytest.raises(av.FFmpegError):
+        frames._Film(video, (320, 180), tmp_path)
+    assert not opens_target(lambda: frames._Film(video, (320, 180), tmp_path))
+
+    def without_allow_lists():
+        with av.open(str(playlist)) as container:
+            next(container.demux(container.streams.video[0]), None)
+
+    assert opens_target(without_allow_lists), "the same file opened without the allow-lists reads the target"
+
+
 def test_a_playlist_with_a_byte_order_mark_or_unknown_to_ffmpeg_is_still_a_playlist(settings, tmp_path):
     for text in ("\ufeff#EXTM3U\n#EXTINF:2.0,\n/etc/hostname\n", "#EXTM3U\n/etc/hostname\n"):
         playlist = tmp_path / "holiday.mp4"

@@ -1,46 +1,91 @@
 """Frame sampling: shot boundaries and scene-aware adaptive frames, decoding as little of the film as possible.
 
-Pass 1 decodes keyframes only (cheap: a few percent of the film). A stretch between two keyframes whose pictures
-barely differ holds no cut and no fast motion, so its keyframe stands for it. Only the stretches that changed (a
-cut or fast action inside) or that are longer than the floor rate allows are decoded in full in pass 2, where
-cuts are placed on the exact frame and frames are kept where the picture moves. Both passes stream frames from
-ffmpeg at the output size; no stretch of the film is held in memory.
+No ffmpeg process per stretch: the file is read in-process with PyAV (FFmpeg's libraries), opened once per pass,
+with the same demuxer and protocol allow-lists as every ffmpeg call on a user's file (`ingest.MEDIA_INPUT`). Every
+picture goes through the same filters: deinterlaced (bwdif) when the video is interlaced, turned upright by its
+display matrix, scaled to the output size, tone-mapped to SDR when it is HDR, as yuv420p. Each frame keeps its own
+presentation time, so variable frame rate input keeps its true timing. No stretch of the film is held in memory:
+frames stream through, and only a fraction of a second of them waits for the cut decisions.
+
+Pass 1 reads every packet and decodes keyframes only: the anchors. Where keyframes follow each other with nothing
+between (all-intra video, where every frame is a keyframe), one in every `1 / sample_max_fps` seconds is decoded
+and the others stay random access points for pass 2.
+
+Between two anchors, the stretch is then (`_plan`, from the anchors' analysis pictures, see `shots`):
+- decoded in full ("boundary") when the anchors differ the way a shot boundary makes them differ: their histograms
+  moved (by a third of `shot_threshold` and 1.5 times as much as in the calmer neighbouring stretch: motion moves
+  histograms little, a cut or a transition a lot), a black or white picture came or went (a fade), the picture
+  changed twice the threshold and 1.5 times the calmer neighbour (a cut between pictures of the same colours), or
+  by the threshold next to a stretch whose histograms moved (short shots, where every stretch holds a cut and none
+  stands out); where anchors are under a second apart, also when the histograms moved over two stretches (a long
+  transition). Cuts land on the exact frame there, and fades and dissolves get their span;
+- decoded from its start until the floor rate is met ("floor") when it is longer than the floor gap
+  (1 / `sample_floor_fps`) and holds no boundary: the frames within the floor gap before the next anchor are left
+  undecoded;
+- not decoded, when neither: its anchors stand for it. A stretch in motion whose histograms hold still is not
+  decoded for its motion alone: motion frames come from the frames decoded anyway.
+Pass 2 runs alongside, a few anchors behind pass 1, with a second reader of the same file (also opened once): it
+seeks to each stretch to decode, or goes on decoding when one begins where the last ended. So only the anchors a
+plan looks at are held, however long the film. The detector (`shots`) sees
+every frame of pass 2 and the anchors between, in time order; frames are kept (floor, cap, motion) a fraction of a
+second behind it, once no cut can land on them any more.
+
+`FrameSampling.decoded_fraction` is the share of the film's duration decoded frame by frame in pass 2; the log
+says how much of it each reason took, and how long each pass ran. What decides it: the keyframe spacing (each
+stretch longer than the floor gap is decoded up to its last floor frame: x264's default puts keyframes up to 10 s
+apart, so a static film encoded that way is decoded about 80%, a film with a keyframe every 2 s or less, or every
+frame, only where boundaries are), the number of shot boundaries (each costs the stretch it lies in), and pictures
+whose colours keep changing between keyframes. A longer floor gap (a lower `sample_floor_fps`) decodes less of a
+film with sparse keyframes.
+
+sampling.json (`FrameSampling`): `shots` tile the film, each `Shot` from `start_s` to the next one's start. A shot
+says how it begins: `transition` is "cut" (a hard cut, or the film's start), "fade" (out of or into a blank picture,
+a flat black or white one; a fade out, the blank and a fade or cut in are one boundary) or
+"dissolve" (one picture blended into the next). For a fade or dissolve, `transition_start_s` and
+`transition_end_s` are the span: the last frame of the old picture and the first frame of the new one unblended;
+`start_s` is the frame in the middle of that span (the first shot starts at the film's start, even when it opens
+with a fade in). For a cut, the span is the cut frame itself. `confirmed_by` names the learned model when it
+settled an ambiguous boundary. Frames kept are `SampledFrame`s: "cut" (the first frame after a cut, kept whatever
+the cap), "floor" or "motion"; a shot that begins with a fade or dissolve gets its frames by the floor and motion
+rules.
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import logging
 import math
-import queue
-import re
 import shutil
-import threading
+import tempfile
+import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
+from typing import Literal
 
+import av
+import av.filter
 import cv2
-import ffmpeg
 import numpy as np
 from pydantic import BaseModel
 
 from cinedex.core.artifacts import cached_stage
-from cinedex.pipeline.ingest import MEDIA_INPUT, IngestedVideo
 from cinedex.core.mediatime import MediaTime
 from cinedex.core.settings import Settings
+from cinedex.pipeline import shots
+from cinedex.pipeline.ingest import MEDIA_INPUT, IngestedVideo
+from cinedex.pipeline.shots import picture_change
 
 log = logging.getLogger(__name__)
 
-# showinfo's integer pts and its input time base: pts_time is printed to 6 significant digits only, which past
-# 10,000 s (2 h 47 min) would give neighbouring frames the same time.
-_PTS = re.compile(r"\bn:\s*\d+\s+pts:\s*(-?\d+)\s")
-_TIME_BASE = re.compile(r"config in time_base:\s*(\d+)/(\d+)")
-_ANALYSIS_STEP = 4  # analyse every 4th pixel of the luma plane: plenty for cut and motion scores
-_RECENT_SCORES = 12  # frames of context for the adaptive cut rule
-_CUT_OVER_RECENT = 3.0  # a cut stands this far above the recent frame-to-frame change
 _MOTION_CHANGE = 0.1  # change from the last kept frame that earns another frame in moving pictures
+# Part of the stage's cache key: a sampling made by an older detector is made again, not reused.
+_DETECTOR_VERSION = 2
+_LUT_SIZE = 33  # points per axis of the HDR tone-mapping table
+_STANDS_OUT = 1.5  # a stretch whose picture changed this much more than the calmer neighbouring one's did
+_PLAN_REACH = 4  # anchors a plan looks ahead (and behind, less one)
 
 
 # Paths in these models are relative to the stage's artifact folder, which is renamed into place when complete.
@@ -52,6 +97,11 @@ class Shot(BaseModel):
     end_s: float
     start_frame_time: str
     thumbnail: str
+    # How the shot begins (see the module's docstring); the defaults read samplings written before these fields.
+    transition: Literal["cut", "fade", "dissolve"] = "cut"
+    transition_start_s: float | None = None
+    transition_end_s: float | None = None
+    confirmed_by: str = ""
 
 
 class SampledFrame(BaseModel):
@@ -66,15 +116,7 @@ class FrameSampling(BaseModel):
     height: int
     shots: list[Shot]
     frames: list[SampledFrame]
-    decoded_fraction: float  # share of the film's duration decoded in full (pass 2)
-
-
-@dataclass
-class _Keyframe:
-    time_s: float
-    luma: np.ndarray
-    jpeg: Path
-    decode_stretch: bool = True  # decode the stretch from here to the next keyframe in full?
+    decoded_fraction: float  # share of the film's duration decoded frame by frame (pass 2)
 
 
 def output_size(width: int, height: int, rotation: int, target_width: int) -> tuple[int, int]:
@@ -86,92 +128,205 @@ def output_size(width: int, height: int, rotation: int, target_width: int) -> tu
     return out_w, out_h
 
 
-def _pictures(video: IngestedVideo, size: tuple[int, int], input_args: dict):
-    """The video stream as upright, progressive, SDR pictures at `size`, ready for showinfo.
-
-    ffmpeg turns rotated video upright by itself (autorotate) before these filters.
-    """
-    width, height = size
-    stream = ffmpeg.input(video.path, **MEDIA_INPUT, **input_args).video  # only the containers ingest accepts
-    if video.info.interlaced:
-        # Before scaling, while the two fields are still whole rows; frames flagged progressive pass untouched.
-        stream = stream.filter("bwdif", mode="send_frame", deint="interlaced")
-    # Area averaging: the right filter for large downscales, and a quarter cheaper than the default bicubic.
-    stream = stream.filter("scale", width, height, flags="area")
-    if video.info.hdr:
-        # HDR (PQ, HLG) shown as SDR without tone mapping looks grey and flat; mobius keeps SDR-range colours
-        # nearly as they are and rolls highlights off. After scaling, so it runs on few pixels.
-        stream = (stream.filter("zscale", t="linear", npl=100).filter("format", "gbrpf32le")
-                  .filter("zscale", p="bt709").filter("tonemap", tonemap="mobius", desat=0)
-                  .filter("zscale", t="bt709", m="bt709", r="tv").filter("format", "yuv420p"))
-    return stream
+# --- the decoder ---------------------------------------------------------------------------------------------------
 
 
-def _decode(video: IngestedVideo, size: tuple[int, int], *, keyframes_only: bool = False,
-            start_s: float | None = None, duration_s: float | None = None) -> Iterator[tuple[float, np.ndarray]]:
-    """Yields (presentation time in seconds, yuv420p frame) for each decoded frame, in display order.
+def _pq_to_light(signal: np.ndarray) -> np.ndarray:
+    """SMPTE ST 2084 (PQ) signal to linear light, 1.0 = 100 nits (SDR white)."""
+    m1, m2, c1, c2, c3 = 2610 / 16384, 2523 / 4096 * 128, 3424 / 4096, 2413 / 4096 * 32, 2392 / 4096 * 32
+    power = np.power(np.clip(signal, 0, 1), 1 / m2)
+    return np.power(np.maximum(power - c1, 0) / (c2 - c3 * power), 1 / m1) * 100
 
-    Times come from ffmpeg's showinfo filter, per frame, so variable frame rate input keeps its true timing.
-    """
-    path = video.path
-    width, height = size
-    input_args: dict = {"skip_frame": "nokey"} if keyframes_only else {}
-    if start_s is not None:
-        input_args["ss"] = f"{start_s:.6f}"
-    if duration_s is not None:
-        input_args["t"] = f"{duration_s:.6f}"
-    stream = _pictures(video, size, input_args).filter("showinfo", checksum=0)
-    process = (
-        ffmpeg.output(stream, "pipe:", format="rawvideo", pix_fmt="yuv420p", fps_mode="passthrough")
-        .global_args("-hide_banner", "-nostats", "-copyts", "-loglevel", "info")
-        .run_async(pipe_stdout=True, pipe_stderr=True)
-    )
-    times: queue.Queue[float | None] = queue.Queue()
-    stderr_tail: deque[str] = deque(maxlen=20)
 
-    def read_times() -> None:
-        time_base = Fraction(0)
-        for raw in process.stderr:
-            line = raw.decode(errors="replace")
-            if match := _PTS.search(line):
-                times.put(float(int(match.group(1)) * time_base))
-            elif match := _TIME_BASE.search(line):
-                time_base = Fraction(int(match.group(1)), int(match.group(2)))
-            else:
-                stderr_tail.append(line.strip())
-        times.put(None)
+def _hlg_to_light(signal: np.ndarray) -> np.ndarray:
+    """ARIB STD-B67 (HLG) signal to display light on a 1000-nit display (system gamma 1.2), 1.0 = 100 nits."""
+    a, b, c = 0.17883277, 0.28466892, 0.55991073
+    signal = np.clip(signal, 0, 1)
+    scene = np.where(signal <= 0.5, signal ** 2 / 3, (np.exp((signal - c) / a) + b) / 12)
+    luminance = scene @ np.array([0.2627, 0.6780, 0.0593])
+    return 10 * np.power(np.maximum(luminance, 1e-9), 0.2)[:, None] * scene
 
-    reader = threading.Thread(target=read_times, daemon=True)
-    reader.start()
-    frame_bytes = width * height * 3 // 2
-    try:
-        while True:
-            data = process.stdout.read(frame_bytes)
-            if len(data) < frame_bytes:
+
+def _tone_map_table(hdr: str, path: Path) -> None:
+    """A 3D table (.cube) from HDR R'G'B' (BT.2020) to SDR R'G'B' (BT.709), as `zscale` and `tonemap=mobius`
+    compute it: linear light, BT.2020 to BT.709 primaries, the Möbius curve on the brightest component (highlights
+    roll off, colours below 0.3 of SDR white stay as they are, peak 1000 nits), BT.1886 gamma. The PyAV build of
+    FFmpeg has no zscale; its lut3d applies the table."""
+    grid = np.linspace(0.0, 1.0, _LUT_SIZE)
+    blue, green, red = np.meshgrid(grid, grid, grid, indexing="ij")  # red varies fastest in a .cube file
+    signal = np.stack([red.ravel(), green.ravel(), blue.ravel()], axis=1)
+    light = _pq_to_light(signal) if hdr == "PQ" else _hlg_to_light(signal)
+    to_709 = np.array([[1.6605, -0.5876, -0.0728], [-0.1246, 1.1329, -0.0083], [-0.0182, -0.1006, 1.1187]])
+    light = np.maximum(light @ to_709.T, 0)
+    knee, peak = 0.3, 10.0
+    low = -knee * knee * (peak - 1) / (knee * knee - 2 * knee + peak)
+    high = (knee * knee - 2 * knee * peak + peak) / (peak - 1)
+    brightest = np.maximum(light.max(axis=1), 1e-6)
+    scale = (high * high + 2 * high * knee + knee * knee) / (high - low)
+    mapped = np.where(brightest <= knee, brightest, scale * (brightest + low) / (brightest + high))
+    sdr = np.power(np.clip(light * (mapped / brightest)[:, None], 0, 1), 1 / 2.4)
+    lines = [f"LUT_3D_SIZE {_LUT_SIZE}"] + [f"{r:.6f} {g:.6f} {b:.6f}" for r, g, b in sdr]
+    path.write_text("\n".join(lines) + "\n")
+
+
+class _Film:
+    """The film's one decoder: its container, opened once, and the filters that make its pictures."""
+
+    def __init__(self, video: IngestedVideo, size: tuple[int, int], table: Path | None):
+        self.video = video
+        self.size = size
+        self.table = table  # the HDR tone-mapping table, for HDR video
+        # The allow-lists as AVFormatContext options: only the demuxers ingest accepts, the file protocol only.
+        self.container = av.open(video.path, container_options=dict(MEDIA_INPUT))
+        streams = [s for s in self.container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
+        if not streams:
+            self.container.close()
+            raise RuntimeError(f"{video.name}: no video stream to decode")
+        self.stream = streams[0]
+        self.stream.thread_type = "AUTO"
+        self.time_base = self.stream.time_base
+        self.damaged = 0  # packets the decoder refused
+        self._resume: tuple[float, np.ndarray] | None = None  # the frame a stretch stopped at, and what follows
+        self._rest: Iterator[tuple[float, np.ndarray]] | None = None
+
+    def close(self) -> None:
+        self.container.close()
+
+    def _graph(self, frame: av.VideoFrame) -> av.filter.Graph:
+        graph = av.filter.Graph()
+        chain = [graph.add_buffer(width=frame.width, height=frame.height, format=frame.format,
+                                  time_base=self.time_base)]
+        info = self.video.info
+        if info.interlaced:
+            # Before anything else, while the two fields are still whole rows; frames flagged progressive pass.
+            chain.append(graph.add("bwdif", "mode=send_frame:deint=interlaced"))
+        # ffmpeg's autorotate: the display matrix turns the stored picture by `rotation` degrees counterclockwise.
+        turns = {90: ["transpose=cclock"], 180: ["hflip", "vflip"], 270: ["transpose=clock"]}.get(info.rotation, [])
+        for turn in turns:
+            name, _, args = turn.partition("=")
+            chain.append(graph.add(name, f"dir={args}" if args else None))
+        width, height = self.size
+        # Area averaging: the right filter for large downscales, and a quarter cheaper than the default bicubic.
+        if self.table is None:
+            chain.append(graph.add("scale", f"{width}:{height}:flags=area"))
+        else:
+            # HDR (PQ, HLG) shown as SDR without tone mapping looks grey and flat. After scaling, on few pixels.
+            chain += [graph.add("scale", f"{width}:{height}:flags=area:in_color_matrix=bt2020"),
+                      graph.add("format", "gbrpf32le"),
+                      graph.add("lut3d", file=str(self.table), interp="tetrahedral"),
+                      graph.add("scale", "out_color_matrix=bt709:out_range=tv")]
+        chain += [graph.add("format", "yuv420p"), graph.add("buffersink")]
+        graph.link_nodes(*chain).configure()
+        return graph
+
+    def _filtered(self, frames: Iterator[av.VideoFrame]) -> Iterator[tuple[float, np.ndarray]]:
+        """(presentation time, yuv420p array) of each decoded frame, through the filters."""
+        graph, shape = None, None
+
+        def drain() -> Iterator[tuple[float, np.ndarray]]:
+            while True:
+                try:
+                    out = graph.pull()
+                except (av.BlockingIOError, av.EOFError):
+                    return
+                # The filters may change the time base (bwdif halves it), so each frame's own is used.
+                yield float(out.pts * (out.time_base or self.time_base)), out.to_ndarray()
+
+        for frame in frames:
+            if frame.pts is None:
+                continue  # a frame without a timestamp cannot be placed in the film
+            if (frame.width, frame.height, frame.format.name) != shape:
+                if graph is not None:  # the stream changed size or format mid-way: flush, then start anew
+                    graph.push(None)
+                    yield from drain()
+                graph, shape = self._graph(frame), (frame.width, frame.height, frame.format.name)
+            graph.push(frame)
+            yield from drain()
+        if graph is not None:
+            graph.push(None)
+            yield from drain()
+
+    def keyframes(self, anchor_gap_s: float) -> Iterator[tuple[float, np.ndarray]]:
+        """Pass 1: the anchors' pictures. Afterwards `between` maps each anchor's time to the number of frames
+        read after it before the next anchor (0: the next anchor is the very next frame), and `frames` counts the
+        film's frames."""
+        codec = self.stream.codec_context
+        codec.skip_frame = "NONKEY"
+        self.between: dict[float, int] = {}
+        self.frames = 0
+
+        def decoded() -> Iterator[av.VideoFrame]:
+            last_anchor, since_key = -math.inf, 0
+            for packet in self.container.demux(self.stream):
+                if packet.size == 0:
+                    yield from self._decode(None)
+                    continue
+                if packet.pts is None:
+                    continue
+                self.frames += 1
+                time_s = float(packet.pts * self.time_base)
+                # Keyframes in a row with nothing between: every frame is one; a few per second are enough.
+                if not packet.is_keyframe or since_key == 0 and time_s - last_anchor < anchor_gap_s - 1e-6:
+                    since_key += not packet.is_keyframe
+                    if last_anchor in self.between:
+                        self.between[last_anchor] += 1
+                    continue
+                since_key, last_anchor = 0, time_s
+                self.between[time_s] = 0
+                yield from self._decode(packet)
+
+        try:
+            yield from self._filtered(decoded())
+        finally:
+            codec.skip_frame = "DEFAULT"
+
+    def stretch(self, start_s: float, end_s: float, stop_s: float) -> Iterator[tuple[float, np.ndarray]]:
+        """Pass 2: every frame from the keyframe at `start_s` up to `end_s` (excluded), or to the first after
+        `stop_s`. A stretch that begins where the last one ended goes on decoding, without seeking."""
+        if self._resume is not None and abs(self._resume[0] - start_s) < 1e-6:
+            frames = itertools.chain([self._resume], self._rest)
+        else:
+            frames = self._seek(start_s)
+        self._resume = self._rest = None
+        for time_s, frame in frames:
+            if time_s < start_s - 1e-6:
+                continue  # before the stretch: leading frames of an open GOP, or a seek that landed early
+            if time_s >= end_s - 1e-6 or time_s > stop_s + 1e-6:
+                self._resume, self._rest = (time_s, frame), frames
+                return
+            yield time_s, frame
+
+    def _seek(self, start_s: float) -> Iterator[tuple[float, np.ndarray]]:
+        for attempt in range(4):
+            # Seeking by time lands on the keyframe at or before it, but some containers (MPEG-TS) only
+            # approximately: when it lands after, seek again from further back.
+            target = round((start_s - (2 ** attempt - 1)) / self.time_base)
+            self.container.seek(max(target, 0) if attempt else target, stream=self.stream, backward=True)
+            frames = self._filtered(self._decoded())
+            first = next(frames, None)
+            if first is None:
+                return iter(())
+            if first[0] <= start_s + 1e-6 or target <= 0:
                 break
-            time_s = times.get(timeout=60)
-            if time_s is None:
-                break
-            yield time_s, np.frombuffer(data, np.uint8).reshape(height * 3 // 2, width)
-    finally:
-        process.stdout.close()
-        code = process.wait()
-        reader.join(timeout=5)
-    if code != 0:
-        raise RuntimeError(f"ffmpeg could not decode {Path(path).name}: {' | '.join(list(stderr_tail)[-3:])}")
+        return itertools.chain([first], frames)
+
+    def _decoded(self) -> Iterator[av.VideoFrame]:
+        for packet in self.container.demux(self.stream):
+            yield from self._decode(packet if packet.size else None)
+
+    def _decode(self, packet: av.Packet | None) -> list[av.VideoFrame]:
+        """The frames a packet completes. A damaged packet is skipped, as the ffmpeg command skips it: the frames
+        that depend on it come out concealed, the rest of the film as it is."""
+        try:
+            return self.stream.codec_context.decode(packet)
+        except av.error.InvalidDataError:
+            self.damaged += 1
+            if self.damaged == 1:
+                log.warning("frames: %s has damaged video packets; they are skipped", self.video.name)
+            return []
 
 
-def _luma(frame: np.ndarray, height: int) -> np.ndarray:
-    return frame[:height:_ANALYSIS_STEP, ::_ANALYSIS_STEP].astype(np.int16)
-
-
-def picture_change(a: np.ndarray, b: np.ndarray) -> float:
-    """0..1: how different two pictures are, from pixel change and luma-histogram change (robust to motion)."""
-    pixels = float(np.abs(a - b).mean()) / 255.0
-    bins_a = np.bincount((a >> 3).ravel(), minlength=32)
-    bins_b = np.bincount((b >> 3).ravel(), minlength=32)
-    histogram = float(np.abs(bins_a - bins_b).sum()) / (2 * a.size)
-    return (pixels + histogram) / 2
+# --- sampling ------------------------------------------------------------------------------------------------------
 
 
 def _write_jpeg(frame: np.ndarray, path: Path) -> None:
@@ -182,85 +337,203 @@ def _write_jpeg(frame: np.ndarray, path: Path) -> None:
     path.write_bytes(jpeg.tobytes())  # not cv2.imwrite: its False on a full disk loses the reason (ENOSPC)
 
 
-class _Sweep:
-    """Walks the film in time order, placing cuts and choosing which frames to keep."""
+@dataclass
+class _Pending:
+    time_s: float
+    picture: shots.Picture
+    keep: Callable[[Path], None]  # writes the frame's JPEG there
 
-    def __init__(self, settings: Settings, frames_dir: Path, height: int):
-        self.threshold = settings.shot_threshold
+
+class _Sweep:
+    """Walks the film in time order: feeds the shot detector, and chooses which frames to keep, a fraction of a
+    second behind it, once no cut can land on them any more."""
+
+    def __init__(self, settings: Settings, frames_dir: Path, learned: shots.LearnedShots | None):
+        self.detector = shots.ShotDetector(settings.shot_threshold, learned=learned)
+        self.thumbnails = learned is not None
         self.floor_gap = 1.0 / settings.sample_floor_fps
         self.cap_gap = 1.0 / settings.sample_max_fps
         self.frames_dir = frames_dir
-        self.height = height
-        self.cuts: list[float] = [0.0]
         self.kept: list[SampledFrame] = []
-        self.recent: deque[float] = deque(maxlen=_RECENT_SCORES)
-        self.previous: np.ndarray | None = None
+        self.pending: deque[_Pending] = deque()
         self.last_kept = -math.inf
-        self.last_kept_luma: np.ndarray | None = None
+        self.last_kept_picture: shots.Picture | None = None
 
-    def frame(self, time_s: float, luma: np.ndarray, write_jpeg, *, consecutive: bool) -> None:
-        """`consecutive` is False when the previous frame seen is a keyframe a whole stretch earlier."""
+    def frame(self, time_s: float, picture: shots.Picture, keep: Callable[[Path], None], *,
+              consecutive: bool) -> None:
+        """`consecutive` is False when the previous frame seen is an anchor a whole stretch earlier."""
+        self.detector.push(time_s, picture, consecutive)
+        self.pending.append(_Pending(time_s, picture, keep))
+        self._release(self.detector.settled_s)
+
+    def finish(self) -> None:
+        self.detector.finish()
+        self._release(math.inf)
+
+    def _release(self, until_s: float) -> None:
+        # The frame after each released one must be known (the floor rule looks one frame ahead), but at the end.
+        last = 0 if until_s == math.inf else 1
+        while len(self.pending) > last and self.pending[0].time_s <= until_s:
+            current = self.pending.popleft()
+            following = self.pending[0].time_s if self.pending else math.inf
+            self._choose(current, following)
+
+    def _choose(self, current: _Pending, following_s: float) -> None:
+        openings = self.detector.openings
         reason = None
-        if self.previous is not None:
-            score = picture_change(self.previous, luma)
-            if consecutive:
-                typical = sum(self.recent) / len(self.recent) if self.recent else 0.0
-                if score > self.threshold and score > _CUT_OVER_RECENT * typical:
-                    self.cuts.append(time_s)
-                    reason = "cut"
-                self.recent.append(score)
-            else:
-                self.recent.clear()
-        if reason is None:
-            gap = time_s - self.last_kept
-            if gap >= self.floor_gap - 1e-6:
+        if openings and openings[0] <= current.time_s + 1e-6:
+            while openings and openings[0] <= current.time_s + 1e-6:
+                openings.popleft()
+            reason = "cut"
+        else:
+            gap = current.time_s - self.last_kept
+            # Kept at the floor gap, or before it when the next frame seen would come later than the floor allows.
+            if gap >= self.cap_gap - 1e-6 and (gap >= self.floor_gap - 1e-6
+                                                 or following_s - self.last_kept > self.floor_gap + 1e-6):
                 reason = "floor"
-            elif gap >= self.cap_gap - 1e-6 and picture_change(self.last_kept_luma, luma) >= _MOTION_CHANGE:
+            elif gap >= self.cap_gap - 1e-6 and picture_change(self.last_kept_picture, current.picture) >= \
+                    _MOTION_CHANGE:
                 reason = "motion"
         if reason:
-            path = self.frames_dir / f"{MediaTime(time_s).ms:010d}.jpg"
-            write_jpeg(path)
-            self.kept.append(SampledFrame(time_s=time_s, shot_id=len(self.cuts) - 1,
-                                          path=f"{path.parent.name}/{path.name}", reason=reason))
-            self.last_kept, self.last_kept_luma = time_s, luma
-        self.previous = luma
+            path = self.frames_dir / f"{MediaTime(current.time_s).ms:010d}.jpg"
+            current.keep(path)
+            self.kept.append(SampledFrame(time_s=current.time_s, shot_id=0, path=f"{path.parent.name}/{path.name}",
+                                          reason=reason))
+            self.last_kept, self.last_kept_picture = current.time_s, current.picture
 
 
-def _needs_decoding(keyframe: _Keyframe, next_time_s: float, next_luma: np.ndarray | None,
-                    settings: Settings) -> bool:
-    """Decode the stretch from `keyframe` to the next one (None: the film's end) in full?"""
-    if next_luma is None:
-        return next_time_s - keyframe.time_s > 1e-3
-    # Half the cut threshold: a cut or fast action between two keyframes moves their difference well past it.
-    return (next_time_s - keyframe.time_s > 1.0 / settings.sample_floor_fps + 1e-6
-            or picture_change(keyframe.luma, next_luma) > settings.shot_threshold / 2)
+@dataclass
+class _Anchor:
+    time_s: float
+    picture: shots.Picture | None  # let go once no plan and no sweep needs it any more
+    jpeg: Path
+    plan: str = "skip"  # the stretch from here to the next anchor: "skip", "boundary" or "floor"
+    frames_between: int = 0  # frames of the film strictly between this anchor and the next
+    end_s: float = 0.0  # the next anchor's time, or the film's end
+    last: bool = False
 
 
-def _keyframes(video: IngestedVideo, size: tuple[int, int], key_dir: Path, settings: Settings) -> list[_Keyframe]:
-    """Pass 1: every keyframe with its analysis picture and whether the stretch it starts must be decoded.
+def _changed(anchors: list[_Anchor], i: int, threshold: float) -> tuple[bool, bool, bool]:
+    """(histograms, jump, large): how anchors[i] and the next one differ.
 
-    A keyframe's picture is kept as JPEG only where the sweep can use it: when its stretch is not decoded, or when
-    it ends a decoded one; a decoded stretch yields its first keyframe again.
-    """
-    keyframes: list[_Keyframe] = []
-    pending: np.ndarray | None = None
+    histograms: their histograms moved more than in the calmer neighbouring stretch (motion moves them little,
+    a cut or a transition a lot), a blank picture came or went (a fade), or, where anchors are under a second
+    apart, the histograms moved over two stretches in a row (a transition longer than a stretch).
+    jump: the picture changed twice as much as at a cut, and more than in the calmer neighbouring stretch.
+    large: the picture changed as much as at a cut, which motion can do too."""
+    anchor, following = anchors[i], anchors[i + 1]
+    score, distribution = shots.changes(anchor.picture, following.picture)
+    # The neighbouring stretches at most two away that last at least half as long (a stretch of a few frames
+    # changes little whatever the picture does).
+    duration = following.time_s - anchor.time_s
+    neighbours = [shots.changes(anchors[j].picture, anchors[j + 1].picture)
+                  for j in (i - 2, i - 1, i + 1, i + 2) if 0 <= j and j + 1 < len(anchors)
+                  and anchors[j + 1].time_s - anchors[j].time_s >= duration / 2]
+    calm_score = min((n[0] for n in neighbours), default=math.inf)
+    calm_distribution = min((n[1] for n in neighbours), default=0.0)
+    # Standing out from the calmer neighbour: colours that keep changing (animated gradients, a slow pan over
+    # varied ground) change every stretch alike.
+    histograms = (distribution > threshold / 3 and distribution > _STANDS_OUT * calm_distribution
+                  or anchor.picture.blank != following.picture.blank)
+    if not histograms and following.time_s - anchor.time_s < 1.0 and distribution > threshold / 6:
+        two_steps = [shots.distribution_change(anchors[a].picture, anchors[b].picture)
+                     for a, b in ((i - 1, i + 1), (i, i + 2)) if 0 <= a and b < len(anchors)]
+        histograms = max(two_steps, default=0.0) > max(threshold / 2, 2 * _STANDS_OUT * calm_distribution)
+    large = score > threshold
+    # A jump needs twice the threshold: pictures that keep changing (animated gradients) change a stretch's
+    # worth of cut-sized change, but a cut whose histograms barely move (same colours) changes its structure.
+    return histograms, score > 2 * threshold and score > _STANDS_OUT * calm_score, large
 
-    def settle(index: int, picture: np.ndarray) -> None:
-        if not keyframes[index].decode_stretch or (index > 0 and keyframes[index - 1].decode_stretch):
-            _write_jpeg(picture, keyframes[index].jpeg)
 
-    for time_s, frame in _decode(video, size, keyframes_only=True):
-        luma = _luma(frame, size[1])
-        if keyframes:
-            keyframes[-1].decode_stretch = _needs_decoding(keyframes[-1], time_s, luma, settings)
-            settle(len(keyframes) - 1, pending)
-        keyframes.append(_Keyframe(time_s, luma, key_dir / f"{len(keyframes)}.jpg"))
-        pending = frame
-    if not keyframes:
-        raise RuntimeError(f"{video.name}: no keyframe could be decoded")
-    keyframes[-1].decode_stretch = _needs_decoding(keyframes[-1], video.info.duration_s, None, settings)
-    settle(len(keyframes) - 1, pending)
-    return keyframes
+def _plan(anchors: list[_Anchor], i: int, end_s: float, settings: Settings, threshold: float) -> str:
+    """Decode the stretch from anchors[i] to the next one (`end_s`: its time, or the film's end) in full, up to
+    its last floor frame, or not at all? See the module's docstring. `threshold`: the smallest jump that may be
+    a cut (half the setting where a learned model looks at the weak ones)."""
+    anchor = anchors[i]
+    if i + 1 >= len(anchors):
+        return "boundary" if end_s - anchor.time_s > 1e-3 else "skip"
+    if anchor.frames_between == 0:
+        return "skip"  # nothing between: the two anchors are consecutive frames
+    histograms, jump, large = _changed(anchors, i, threshold)
+    # A change as large as a cut, next to a stretch whose histograms say it holds a boundary: short shots,
+    # where every stretch holds one and none stands out from its neighbours.
+    near = large and any(_changed(anchors, j, threshold)[0] for j in (i - 1, i + 1) if 0 <= j and j + 1 < len(anchors))
+    if histograms or jump or near:
+        return "boundary"
+    if end_s - anchor.time_s > 1.0 / settings.sample_floor_fps + 1e-6:
+        return "floor"
+    return "skip"
+
+
+def _pass_one(film: _Film, key_dir: Path, settings: Settings, threshold: float) -> Iterator[_Anchor]:
+    """Pass 1: every anchor with its plan, in time order, each as soon as its plan is settled (a plan looks a few
+    anchors ahead). Only the anchors near the one settled now are held.
+
+    An anchor's JPEG is written only where the sweep may keep it from pass 1: when its stretch is not decoded (a
+    decoded stretch yields its first anchor again in pass 2)."""
+    anchors: list[_Anchor] = []
+    frames: deque[np.ndarray] = deque()  # the full pictures of the anchors whose plan is not settled yet
+    height = film.size[1]
+
+    def settle(i: int) -> _Anchor:
+        anchor = anchors[i]
+        # Packets come in decoding order, which reorders within a few frames: by now all of this stretch's
+        # frames have been counted.
+        for j in range(i, min(i + 2, len(anchors))):
+            anchors[j].frames_between = film.between.get(anchors[j].time_s, 1)
+        anchor.last = i + 1 >= len(anchors)
+        anchor.end_s = film.video.info.duration_s if anchor.last else anchors[i + 1].time_s
+        anchor.plan = _plan(anchors, i, anchor.end_s, settings, threshold)
+        frame = frames.popleft()
+        if anchor.plan == "skip":
+            _write_jpeg(frame, anchor.jpeg)
+        if i >= _PLAN_REACH + 2:
+            anchors[i - _PLAN_REACH - 2].picture = None  # behind every plan still to make, and already swept
+        return anchor
+
+    settled = 0  # anchors[:settled] have their plan and JPEG
+    for time_s, frame in film.keyframes(1.0 / settings.sample_max_fps):
+        if anchors and time_s <= anchors[-1].time_s:
+            continue  # a keyframe repeated at the same time (a broken timestamp): the first stands
+        anchors.append(_Anchor(time_s, shots.analyse(frame, height), key_dir / f"{len(anchors)}.jpg"))
+        frames.append(frame)
+        # A plan looks _PLAN_REACH anchors ahead (the next stretch's own neighbours, changes over two stretches).
+        while settled + _PLAN_REACH < len(anchors):
+            yield settle(settled)
+            settled += 1
+    if not anchors:
+        raise RuntimeError(f"{film.video.name}: no keyframe could be decoded")
+    for i in range(settled, len(anchors)):
+        yield settle(i)
+
+
+def _sweep_film(film: _Film, anchors: Iterator[_Anchor], sweep: _Sweep, settings: Settings,
+                duration_s: float) -> dict[str, float]:
+    """Pass 2, in time order, as pass 1 settles the anchors: the stretches to decode, and the anchors of the
+    others. Returns the seconds decoded for each reason."""
+    decoded = {"boundary": 0.0, "floor": 0.0}
+    height = film.size[1]
+    floor_gap = 1.0 / settings.sample_floor_fps
+    consecutive = False
+    for anchor in anchors:
+        if anchor.plan == "skip":
+            sweep.frame(anchor.time_s, anchor.picture, lambda path, a=anchor: a.jpeg.rename(path),
+                        consecutive=consecutive)
+            consecutive = anchor.frames_between == 0
+            continue
+        end = math.inf if anchor.last else anchor.end_s
+        # A floor stretch stops once the floor is met up to the next anchor.
+        stop_at = end - floor_gap if anchor.plan == "floor" else end
+        reached = None
+        for time_s, frame in film.stretch(anchor.time_s, end, stop_at):
+            sweep.frame(time_s, shots.analyse(frame, height, thumbnail=sweep.thumbnails),
+                        lambda path, f=frame: _write_jpeg(f, path), consecutive=consecutive)
+            consecutive, reached = True, time_s
+        # The anchor after a stretch decoded to its end is the very next frame: a cut may sit right on it.
+        consecutive = stop_at == end and reached is not None
+        finish = anchor.end_s if consecutive else (reached if reached is not None else anchor.time_s)
+        decoded[anchor.plan] += max(0.0, min(anchor.end_s, duration_s, finish) - anchor.time_s)
+    return decoded
 
 
 def sample(video: IngestedVideo, settings: Settings, out_dir: Path) -> FrameSampling:
@@ -270,52 +543,78 @@ def sample(video: IngestedVideo, settings: Settings, out_dir: Path) -> FrameSamp
     frames_dir, thumbs_dir, key_dir = out_dir / "frames", out_dir / "thumbnails", out_dir / "keyframes"
     for folder in (frames_dir, thumbs_dir, key_dir):
         folder.mkdir(parents=True, exist_ok=True)
+    learned = shots.learned_shots(settings.shot_model)
 
-    keyframes = _keyframes(video, size, key_dir, settings)
-    log.info("frames: pass 1 decoded %d keyframes of %s (%.1f s)", len(keyframes), video.name, info.duration_s)
+    with tempfile.TemporaryDirectory(prefix="cinedex-frames-") as scratch:
+        table = None
+        if info.hdr:
+            table = Path(scratch) / "tone-map.cube"
+            _tone_map_table(info.hdr, table)
+        # Two readers of the one file, one per pass, each opened once: pass 1 reads on ahead as pass 2 needs it.
+        keyframes, stretches = _Film(video, size, table), _Film(video, size, table)
+        try:
+            plans = {"boundary": 0, "floor": 0, "skip": 0}
+            pass_one_s = 0.0
 
-    sweep = _Sweep(settings, frames_dir, size[1])
-    decoded_s, i = 0.0, 0
-    while i < len(keyframes):
-        if not keyframes[i].decode_stretch:
-            keyframe = keyframes[i]
-            sweep.frame(keyframe.time_s, keyframe.luma, lambda path, k=keyframe: k.jpeg.rename(path),
-                        consecutive=False)
-            i += 1
-            continue
-        j = i
-        while j < len(keyframes) and keyframes[j].decode_stretch:
-            j += 1
-        start = keyframes[i].time_s
-        end = keyframes[j].time_s if j < len(keyframes) else info.duration_s + 1.0
-        for time_s, frame in _decode(video, size, start_s=start, duration_s=end - start):
-            if time_s < start - 1e-6 or time_s >= end - 1e-6:
-                continue
-            sweep.frame(time_s, _luma(frame, size[1]), lambda path, f=frame: _write_jpeg(f, path), consecutive=True)
-        decoded_s += min(end, info.duration_s) - start
-        if j < len(keyframes):
-            # The keyframe that ends a decoded stretch is the very next frame: a cut may sit right on it.
-            keyframe = keyframes[j]
-            sweep.frame(keyframe.time_s, keyframe.luma, lambda path, k=keyframe: k.jpeg.rename(path),
-                        consecutive=True)
-        i = j + 1
+            def anchors() -> Iterator[_Anchor]:
+                nonlocal pass_one_s
+                # A learned model may call a jump of half the threshold a cut: such stretches are decoded too.
+                planned = _pass_one(keyframes, key_dir, settings,
+                                    settings.shot_threshold / 2 if learned else settings.shot_threshold)
+                while True:
+                    started = time.perf_counter()
+                    anchor = next(planned, None)
+                    pass_one_s += time.perf_counter() - started
+                    if anchor is None:
+                        return
+                    plans[anchor.plan] += 1
+                    yield anchor
+
+            started = time.perf_counter()
+            sweep = _Sweep(settings, frames_dir, learned)
+            decoded = _sweep_film(stretches, anchors(), sweep, settings, info.duration_s)
+            sweep.finish()
+            pass_two_s = time.perf_counter() - started - pass_one_s
+            log.info("frames: pass 1 decoded %d anchors of %s (%d frames, %.1f s) in %.1f s; stretches to decode: %d "
+                     "for boundaries, %d for the floor rate, %d not", sum(plans.values()), video.name,
+                     keyframes.frames, info.duration_s, pass_one_s, plans["boundary"], plans["floor"], plans["skip"])
+        finally:
+            keyframes.close()
+            stretches.close()
     shutil.rmtree(key_dir)
 
-    ends = [*sweep.cuts[1:], info.duration_s]
-    shots = []
-    for shot_id, (start_s, end_s) in enumerate(zip(sweep.cuts, ends)):
-        in_shot = [f for f in sweep.kept if f.shot_id == shot_id]
+    detector = sweep.detector
+    boundaries = detector.boundaries
+    starts = [0.0, *[b.start_s for b in boundaries]]
+    ends = [*starts[1:], info.duration_s]
+    for frame in sweep.kept:
+        frame.shot_id = bisect.bisect_right(starts, frame.time_s + 1e-9) - 1
+    shot_list = []
+    for shot_id, (start_s, end_s) in enumerate(zip(starts, ends)):
         middle = (start_s + end_s) / 2
+        # A shot shorter than the floor gap between two transitions may have no frame of its own: the nearest.
+        in_shot = [f for f in sweep.kept if f.shot_id == shot_id] or sweep.kept
         nearest = min(in_shot, key=lambda f: abs(f.time_s - middle))
         thumbnail = thumbs_dir / f"shot_{shot_id:05d}.jpg"
         shutil.copyfile(out_dir / nearest.path, thumbnail)
-        shots.append(Shot(shot_id=shot_id, start_s=start_s, end_s=end_s,
-                          start_frame_time=MediaTime(start_s).timecode(),
-                          thumbnail=f"{thumbs_dir.name}/{thumbnail.name}"))
-    fraction = decoded_s / info.duration_s if info.duration_s else 0.0
-    log.info("frames: %d shots, %d frames kept, %.0f%% of the film decoded in full", len(shots), len(sweep.kept),
-             100 * fraction)
-    return FrameSampling(width=size[0], height=size[1], shots=shots, frames=sweep.kept, decoded_fraction=fraction)
+        opening = (detector.opening if shot_id == 0 else boundaries[shot_id - 1])
+        shot_list.append(Shot(shot_id=shot_id, start_s=start_s, end_s=end_s,
+                              start_frame_time=MediaTime(start_s).timecode(),
+                              thumbnail=f"{thumbs_dir.name}/{thumbnail.name}",
+                              transition=opening.kind if opening else "cut",
+                              transition_start_s=opening.span_start_s if opening else start_s,
+                              transition_end_s=opening.span_end_s if opening else start_s,
+                              confirmed_by=opening.confirmed_by if opening else ""))
+    duration = info.duration_s or 1.0
+    fraction = min(1.0, sum(decoded.values()) / duration) if info.duration_s else 0.0
+    kinds = {kind: sum(1 for s in shot_list[1:] if s.transition == kind) for kind in ("cut", "fade", "dissolve")}
+    log.info("frames: pass 2 in %.1f s: %d shots (%d cuts, %d fades, %d dissolves%s), %d frames kept; %.1f%% of the "
+             "film decoded in full (%.1f%% for shot boundaries, %.1f%% for the floor rate)", pass_two_s, len(shot_list),
+             kinds["cut"],
+             kinds["fade"], kinds["dissolve"],
+             f", {detector.confirmations} asked of TransNetV2" if learned else "", len(sweep.kept), 100 * fraction,
+             100 * decoded["boundary"] / duration, 100 * decoded["floor"] / duration)
+    return FrameSampling(width=size[0], height=size[1], shots=shot_list, frames=sweep.kept, decoded_fraction=fraction)
 
 
 def sample_frames(video: IngestedVideo, settings: Settings) -> Path:
@@ -330,7 +629,8 @@ def sample_frames(video: IngestedVideo, settings: Settings) -> Path:
 
     return cached_stage("frames", video.video_id, settings.artifacts_dir, write, width=settings.frame_width,
                         floor_fps=settings.sample_floor_fps, max_fps=settings.sample_max_fps,
-                        threshold=settings.shot_threshold)
+                        threshold=settings.shot_threshold, shot_model=settings.shot_model,
+                        detector=_DETECTOR_VERSION)
 
 
 def load_sampling(folder: Path) -> FrameSampling:
