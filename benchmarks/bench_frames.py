@@ -131,6 +131,15 @@ SOURCES: dict[str, tuple[str, bool]] = {
 }
 
 
+
+def _check_frame_count(film: Path, planned: int, what: str) -> None:
+    """A built film holds exactly the planned frames, or its true cuts would be off."""
+    counted = int(subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "v", "-count_packets", "-show_entries", "stream=nb_read_packets",
+         "-of", "csv=p=0", str(film)], check=True, capture_output=True, text=True).stdout.strip())
+    if counted != planned:
+        raise RuntimeError(f"{what} film has {counted} frames, planned {planned}: the joins are not frame exact")
+
 def _ffmpeg(*args: str) -> None:
     subprocess.run(["ffmpeg", "-y", "-hide_banner", "-loglevel", "error", *args], check=True)
 
@@ -192,11 +201,7 @@ def build_synthetic(minutes: float, preset: str) -> dict:
             "-c:v", "libx264", "-preset", preset, *x264, "-g", "48", "-pix_fmt", "yuv420p", str(partial))
     encode_s = time.perf_counter() - t0
     total = sum(frames for _, frames in shots)
-    counted = int(subprocess.run(
-        ["ffprobe", "-v", "error", "-select_streams", "v", "-count_packets", "-show_entries", "stream=nb_read_packets",
-         "-of", "csv=p=0", str(partial)], check=True, capture_output=True, text=True).stdout.strip())
-    if counted != total:
-        raise RuntimeError(f"synthetic film has {counted} frames, planned {total}: the joins are not frame exact")
+    _check_frame_count(partial, total, "synthetic")
     partial.rename(film)
     cut_frames, position = [], 0
     for _, frames in shots[:-1]:
@@ -314,11 +319,7 @@ def build_intra(minutes: float) -> dict:
     t0 = time.perf_counter()
     _ffmpeg("-f", "concat", "-safe", "0", "-i", str(joined), "-fps_mode", "cfr", "-r", str(FPS), "-an",
             "-c:v", "libx264", "-preset", "ultrafast", "-crf", "23", "-g", "1", "-pix_fmt", "yuv420p", str(partial))
-    counted = int(subprocess.run(
-        ["ffprobe", "-v", "error", "-select_streams", "v", "-count_packets", "-show_entries", "stream=nb_read_packets",
-         "-of", "csv=p=0", str(partial)], check=True, capture_output=True, text=True).stdout.strip())
-    if counted != total:
-        raise RuntimeError(f"intra film has {counted} frames, planned {total}: the joins are not frame exact")
+    _check_frame_count(partial, total, "intra")
     partial.rename(film)
     truth = {"path": str(film), "fps": FPS, "frames": total, "duration_s": total / FPS, "seed": INTRA_SEED,
              "boundaries": [{**b, "start_s": b["start"] / FPS, "end_s": b["end"] / FPS} for b in boundaries],
