@@ -28,8 +28,9 @@ $(STAMP): requirements.txt pyproject.toml
 	@# Bytecode now, once: otherwise every process (each Airflow task, worker and test) compiles its imports again.
 	$(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(PY) -r requirements.txt
 	$(VENV)/bin/uv pip install --quiet --python $(PY) --no-deps -e .
-	@# The sentence embedder's one-time ONNX export, so no search or task waits for it later.
+	@# The sentence embedder's and the voice encoder's one-time ONNX exports, so no search or task waits for them.
 	$(PY) -c "from cinedex.index.embedder import load_model; load_model('all-MiniLM-L6-v2')"
+	$(PY) -c "from cinedex.pipeline.voice_encoder import load_voice_encoder; load_voice_encoder()"
 	touch $@
 
 setup: $(STAMP)

@@ -1,5 +1,6 @@
-"""Index one video: ingest, frames and audio, speech, visual events and the film's summary on the GPU pool,
-validation, embeddings, load into the configured index (embedded or Elasticsearch), and the run's report."""
+"""Index one video: ingest, frames and audio; speech, who speaks and on-screen text side by side; visual events
+and the film's summary on the GPU pool; validation, embeddings, load into the configured index (embedded or
+Elasticsearch), and the run's report."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from cinedex.core.settings import Settings
 from cinedex.orchestration.dagspec import (GPU_POOL, GPU_QUEUE, INDEX_DAG_ID, UnknownRunField, index_params,
                                            settings_for_run)
 from cinedex.page import report
-from cinedex.pipeline import (asr, audio, embeddings, events, film, frames, ingest, load as loading, validation,
-                              vision, windows)
+from cinedex.pipeline import (asr, audio, embeddings, events, film, frames, ingest, load as loading,
+                              on_screen_text, speakers, validation, vision, windows)
 from cinedex.pipeline.ingest import IngestedVideo
 
 SEARCH_INDEX = Asset("cinedex://index/events")
@@ -62,19 +63,31 @@ def cinedex_index_video():
     def transcribe(ingested: dict, audio_path: str) -> str:
         return str(asr.transcribe_video(video_of(ingested), Path(audio_path) if audio_path else None, run_settings()))
 
+    @task  # beside transcribe: the bundled engine needs no GPU, and neither stage waits for the other
+    def diarize_speakers(ingested: dict, audio_path: str) -> str:
+        return str(speakers.diarize_video(video_of(ingested), Path(audio_path) if audio_path else None,
+                                          run_settings()))
+
+    @task  # beside speech: "" when reading text is off for the run or the video has no picture
+    def read_text(ingested: dict, frames_dir: str) -> str:
+        folder = on_screen_text.read_on_screen_text(video_of(ingested), Path(frames_dir), run_settings())
+        return str(folder) if folder else ""
+
     @task  # no vision work (vision off, or no picture): an empty list, and describe_windows is skipped
-    def plan_windows(ingested: dict, frames_dir: str, transcript_dir: str) -> list[dict]:
-        return windows.plan_batches(video_of(ingested), Path(frames_dir), Path(transcript_dir), run_settings())
+    def plan_windows(ingested: dict, frames_dir: str, transcript_dir: str, speakers_dir: str) -> list[dict]:
+        return windows.plan_batches(video_of(ingested), Path(frames_dir), Path(transcript_dir), run_settings(),
+                                    Path(speakers_dir))
 
     @task(queue=GPU_QUEUE, pool=GPU_POOL)
     def describe_windows(work: dict) -> str:
         return str(vision.describe_batch(Path(work["windows_dir"]), work["batch"], run_settings()))
 
     @task(trigger_rule="none_failed")  # runs when there was no vision work and the mapped task was skipped
-    def build_events(ingested: dict, transcript_dir: str, frames_dir: str, vision_dirs: list[str]) -> str:
+    def build_events(ingested: dict, transcript_dir: str, speakers_dir: str, frames_dir: str, texts_dir: str,
+                     vision_dirs: list[str]) -> str:
         vision_dir = Path(next(iter(vision_dirs))) if vision_dirs else None
         return str(events.build_events(video_of(ingested), Path(transcript_dir), Path(frames_dir), run_settings(),
-                                       vision_dir))
+                                       vision_dir, Path(speakers_dir), Path(texts_dir) if texts_dir else None))
 
     @task  # without a vision model: an empty list, and summarize_film is skipped without taking a GPU slot
     def plan_summary(events_dir: str) -> list[str]:
@@ -106,8 +119,10 @@ def cinedex_index_video():
     audio_path = extract_audio(ingested)
     frames_dir = sample_frames(ingested)
     transcript_dir = transcribe(ingested, audio_path)
-    vision_dirs = describe_windows.expand(work=plan_windows(ingested, frames_dir, transcript_dir))
-    events_dir = build_events(ingested, transcript_dir, frames_dir, vision_dirs)
+    speakers_dir = diarize_speakers(ingested, audio_path)
+    vision_dirs = describe_windows.expand(work=plan_windows(ingested, frames_dir, transcript_dir, speakers_dir))
+    texts_dir = read_text(ingested, frames_dir)
+    events_dir = build_events(ingested, transcript_dir, speakers_dir, frames_dir, texts_dir, vision_dirs)
     summarized = summarize_film.partial(ingested=ingested).expand(events_dir=plan_summary(events_dir))
     validation_dir = validate(ingested, events_dir, summarized)
     write_report(ingested, validation_dir, load(ingested, validation_dir, embed(ingested, validation_dir)))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cinedex.pipeline.characters import apply_roster, attach_speakers, build_roster, roster_of
+from cinedex.pipeline.characters import apply_roster, attach_speakers, build_roster, name_voices, roster_of
 from cinedex.core.model import Event
 
 
@@ -73,3 +73,16 @@ def test_an_unlabelled_line_takes_the_one_character_seen_speaking():
     attached, voices = attach_speakers(events)
     assert voices == {}
     assert [e.speaker for e in attached if e.source == "asr"] == ["Cobb", ""]  # the second is ambiguous
+
+
+def test_every_voice_is_shown_by_name_or_as_speaker_n_never_as_its_label():
+    events = [_said(0, 2, "SPEAKER_00"), _said(3, 5, "SPEAKER_00"), _said(6, 8, "SPEAKER_01"),
+              _said(9, 11, "SPEAKER_02"), _said(12, 13), _seen(0, 2, "Cobb"), _seen(3, 5, "Cobb")]
+    attached, named = attach_speakers(events)
+    assert "SPEAKER_00" not in roster_of(attached) and "SPEAKER_01" not in roster_of(attached)
+    shown, voices = name_voices(attached, named)
+    assert voices == {"SPEAKER_00": "Cobb", "SPEAKER_01": "Speaker 2", "SPEAKER_02": "Speaker 3"}
+    dialogue = [e for e in shown if e.source == "asr"]
+    assert [e.speaker for e in dialogue] == ["Cobb", "Cobb", "Speaker 2", "Speaker 3", ""]
+    # An unnamed voice is no character: filtering by character finds the named ones only.
+    assert [e.characters for e in dialogue] == [["Cobb"], ["Cobb"], [], [], []]

@@ -64,3 +64,23 @@ def test_search_of_an_empty_or_missing_index_says_so_on_stderr(backend, tmp_path
     state = "missing" if backend == "embedded" else "empty"
     assert f"the {backend} index" in done.stderr and f"is {state}" in done.stderr, done.stderr
     assert "index a video first" in done.stderr
+
+
+def test_a_search_imports_neither_airflow_nor_torch_nor_the_pipeline(tmp_path, request):
+    """What makes a cold `cinedex search` take about a second instead of 15: it loads the index and the ONNX
+    query embedder, nothing else heavy."""
+    env = cli_environment("embedded", tmp_path / "home", request)
+    events = [Event(video_id="call", start_s=a, end_s=b, speaker=who, content=text, scene_type="dialogue")
+              for a, b, who, text in LINES]
+    open_index(Settings(home=tmp_path / "home")).replace_video(
+        "call", events, encode([EVENT_FIELDS.passage(e) for e in events], "all-MiniLM-L6-v2"))
+    script = ("import json, sys; from cinedex.cli import main; code = main(['search', 'originally from Chicago', "
+              "'--json']); heavy = sorted({m.split('.')[0] for m in sys.modules if m.split('.')[0] in "
+              "('airflow', 'torch', 'transformers', 'sentence_transformers', 'whisperx', 'great_expectations')} "
+              "| {m for m in sys.modules if m.startswith('cinedex.pipeline') or m.startswith('cinedex.orchestration.')"
+              " and m != 'cinedex.orchestration.dagspec'}); sys.stderr.write('HEAVY ' + json.dumps(heavy)); "
+              "sys.exit(code)")
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)[0]["content"] == LINES[0][3]
+    assert done.stderr.rsplit("HEAVY ", 1)[1] == "[]"

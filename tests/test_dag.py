@@ -72,8 +72,8 @@ def test_index_dag_end_to_end_is_searchable_and_idempotent(indexed_sample, sampl
     for gpu_task in ("describe_windows", "summarize_film"):
         assert states.pop(gpu_task) == ("skipped" if vision_model == "none" else "success"), gpu_task
     assert states == {task: "success" for task in ["ingest_video", "extract_audio", "sample_frames", "transcribe",
-                                                   "plan_windows", "build_events", "plan_summary", "validate",
-                                                   "embed", "load", "write_report"]}
+                                                   "diarize_speakers", "read_text", "plan_windows", "build_events",
+                                                   "plan_summary", "validate", "embed", "load", "write_report"]}
 
     settings = Settings()
     reference = next(u for u in sample_film.utterances if "Yankee" in u.text)
@@ -90,6 +90,8 @@ def test_index_dag_end_to_end_is_searchable_and_idempotent(indexed_sample, sampl
     video_id = hits[0].video_id
     indexed = EmbeddedIndex(settings.index_dir).video_events(video_id)
     assert sum(event.source == "asr" for event in indexed) >= 8
+    # Without a token the default indexes no speaker labels (issue 15: the bundled engine is opt-in for now).
+    assert {event.speaker for event in indexed if event.source == "asr"} == {""}
     if vision_model == "tiny":
         # A random model writes nonsense, but schema-valid nonsense: every moment is indexed or quarantined.
         events_dir = next(settings.artifacts_dir.joinpath(video_id).glob("events-*"))
@@ -110,7 +112,7 @@ def test_index_dag_end_to_end_is_searchable_and_idempotent(indexed_sample, sampl
     with caplog.at_level("INFO"):
         second = run(vision_model=model)
     assert str(second.state) == "success"
-    for stage in ("frames", "asr", "events", "validation", "embeddings"):
+    for stage in ("frames", "asr", "speakers", "on_screen_text", "events", "validation", "embeddings"):
         assert f"{stage}: cached result for video {video_id[:12]}" in caplog.text
     if vision_model == "tiny":
         assert f"windows: cached result for video {video_id[:12]}" in caplog.text

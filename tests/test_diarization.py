@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from cinedex.core.settings import Settings
-from cinedex.pipeline import asr
+from cinedex.pipeline import asr, speakers
 from cinedex.pipeline.diarization import diarize
 from cinedex.pipeline.utterances import Utterance, Word, assign_speakers
 from cinedex.sample import conversation
@@ -102,26 +102,28 @@ def test_a_turn_edge_a_word_off_does_not_split_and_the_majority_speaks():
 
 
 def test_which_engine_labels_the_speakers(tmp_path):
-    assert asr.diarization_engine(Settings(hf_token="")) == ""  # auto, no token: none until local meets its goals
-    assert asr.diarization_engine(Settings(hf_token="hf_x")) == "pyannote"
-    assert asr.diarization_engine(Settings(diarization="local")) == "local"
-    assert asr.diarization_engine(Settings(diarization="off", hf_token="hf_x")) == ""
-    assert asr.diarization_engine(Settings(diarization="pyannote", diarization_model=str(tmp_path))) == "pyannote"
+    assert speakers.diarization_engine(Settings(hf_token="")) == ""  # auto, no token: none until local meets its goals
+    assert speakers.diarization_engine(Settings(hf_token="hf_x")) == "pyannote"
+    assert speakers.diarization_engine(Settings(diarization="local")) == "local"
+    assert speakers.diarization_engine(Settings(diarization="off", hf_token="hf_x")) == ""
+    assert speakers.diarization_engine(Settings(diarization="pyannote", hf_token="")) == ""
+    assert speakers.diarization_engine(Settings(diarization="pyannote", diarization_model=str(tmp_path))) == "pyannote"
     run = Settings().for_run({"diarization": "local", "max_speakers": 3})
     assert (run.diarization, run.max_speakers) == ("local", 3)
 
 
 @pytest.mark.slow
-def test_the_asr_stage_labels_speakers_locally_and_keeps_their_voices(tmp_path, conversation_wav, conversation_stm):
+def test_the_speakers_stage_labels_the_lines_locally_and_keeps_their_voices(tmp_path, conversation_wav, conversation_stm):
     from cinedex.pipeline import audio, ingest
     from cinedex.sample import read_stm
 
     settings = Settings(home=tmp_path / "home", media_roots=str(conversation_wav.parent), diarization="local")
     video = ingest.ingest(conversation_wav, settings)
-    folder = asr.transcribe_video(video, audio.extract_audio(video, settings), settings)
-    transcript = asr.load_transcript(folder)
+    wav = audio.extract_audio(video, settings)
+    folder = speakers.diarize_video(video, wav, settings)
+    transcript = speakers.labelled_transcript(asr.transcribe_video(video, wav, settings), folder)
     assert transcript.speaker_note == "speakers from the local diarization (2 voices)"
-    voices = json.loads((folder / asr.VOICES_FILE).read_text())
+    voices = json.loads((folder / speakers.VOICES_FILE).read_text())
     assert sorted(voices) == ["SPEAKER_00", "SPEAKER_01"] and all(len(v) == 256 for v in voices.values())
     # The labels are arbitrary: score them under the best mapping onto the reference's two callers.
     reference = read_stm(conversation_stm)

@@ -553,7 +553,7 @@ def test_a_missing_connection_names_the_variable_to_set(monkeypatch):
 def stage_files(folder, events: list[Event], vectors: np.ndarray):
     """What the validation and embedding stages leave for the load stage."""
     from cinedex.pipeline.embeddings import IDS_FILE, VECTORS_FILE
-    from cinedex.pipeline.events import write_events
+    from cinedex.core.model import write_events
     from cinedex.pipeline.validation import VALID_FILE
 
     folder.mkdir(parents=True)

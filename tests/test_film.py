@@ -8,7 +8,8 @@ import os
 import jsonschema
 import pytest
 
-from cinedex.pipeline.events import EVENTS_FILE, read_events, write_events
+from cinedex.pipeline.events import EVENTS_FILE
+from cinedex.core.model import read_events, write_events
 from cinedex.pipeline.film import Chapter, outline, summarize_film, summary_schema, tile_chapters
 from cinedex.core.model import Event
 from cinedex.core.settings import Settings

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 
 import cv2
 import jiwer
@@ -144,8 +145,13 @@ def test_burned_in_captions_attach_to_the_dialogue_of_the_film(text_film, read_f
 
 
 @pytest.mark.slow
-def test_texts_are_found_by_search(read_film):
+@pytest.mark.parametrize("backend", ["embedded", "elasticsearch"])
+def test_texts_are_found_by_search(read_film, backend, request, monkeypatch):
     settings, video, frames_dir, folder, texts, _ = read_film
+    if backend == "elasticsearch":
+        monkeypatch.setenv("AIRFLOW_CONN_ELASTICSEARCH_DEFAULT", request.getfixturevalue("es_url"))
+        settings = settings.model_copy(update={"index_backend": "elasticsearch",
+                                               "elasticsearch_alias": f"ocr-{uuid.uuid4().hex[:8]}"})
     open_index(settings).replace_video(video.video_id, texts, encode([EVENT_FIELDS.passage(e) for e in texts],
                                                                      settings.embedding_model))
     caption = search("rabbit meadow", settings, limit=3)

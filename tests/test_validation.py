@@ -192,7 +192,8 @@ def test_the_stage_report_points_at_files_of_its_own_folder(tmp_path, clip_witho
     """The stage writes aside and renames into place: the paths in its report.json hold after the rename."""
     from cinedex.core.settings import Settings
     from cinedex.pipeline import ingest
-    from cinedex.pipeline.events import EVENTS_FILE, write_events
+    from cinedex.pipeline.events import EVENTS_FILE
+    from cinedex.core.model import write_events
     from cinedex.pipeline.validation import validate_video_events
 
     settings = Settings(home=tmp_path / "home", media_roots=str(clip_without_audio.parent))

@@ -271,3 +271,16 @@ def _check_filters() -> None:
 
 
 _check_filters()
+
+
+# --- event files: one JSON object per line ----------------------------------------------------------------------
+
+def write_events(events: list[Event], path) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        for event in events:
+            f.write(event.model_dump_json() + "\n")
+
+
+def read_events(path) -> list[Event]:
+    with open(path, encoding="utf-8") as f:
+        return [Event.model_validate_json(line) for line in f if line.strip()]

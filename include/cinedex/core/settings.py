@@ -52,8 +52,8 @@ class Settings(BaseSettings):
     hf_token: str = Field("", description="Hugging Face token for gated diarization models.")
     diarization: Literal["auto", "local", "pyannote", "off"] = Field(
         "auto", title="Who speaks", description="Speaker turns: `local` = the bundled engine (segmentation-3.0 "
-        "ONNX and Resemblyzer voices, no token), `pyannote` = diarization_model (needs CINEDEX_HF_TOKEN or a local "
-        "folder), `auto` = pyannote where it can load, else none, `off` = no speaker labels.",
+        "ONNX and Resemblyzer voices, no token, no GPU), `pyannote` = diarization_model (needs CINEDEX_HF_TOKEN or a "
+        "local folder), `auto` = pyannote where it can load, else none, `off` = no speaker labels.",
         json_schema_extra=PER_RUN)
     max_speakers: int = Field(0, ge=0, le=20, title="Most speakers", description="Most distinct voices the "
                               "diarization may find; 0 = estimate the number.", json_schema_extra=PER_RUN)
@@ -76,6 +76,10 @@ class Settings(BaseSettings):
         "auto", description="Learned model that settles the shot boundaries the cheap detector finds ambiguous: "
         "`transnetv2` (TransNetV2, weights in its wheel; on CPU it looks only at those few candidates, about a "
         "second each), `auto` = TransNetV2 where the frames task has a CUDA GPU, none on CPU, `none` = never.")
+    read_on_screen_text: bool = Field(True, title="Read on-screen text", description="Read captions, signs and "
+                                      "title cards in the sampled frames (PP-OCR on the CPU) as events of their "
+                                      "own; burned-in subtitles go onto their line of dialogue.",
+                                      json_schema_extra=PER_RUN)
 
     upload_max_bytes: int = Field(20 * 1024**3, gt=0, description="Largest video the page accepts (bytes).")
     inbox_quota_bytes: int = Field(500 * 1024**3, gt=0, description="Most bytes the page's uploads may hold in "
@@ -97,6 +101,8 @@ class Settings(BaseSettings):
     embedding_model: str = Field("all-MiniLM-L6-v2", description="sentence-transformers model id or folder for "
                                  "event embeddings; all-MiniLM-L6-v2 is bundled.")
     embedding_batch_size: int = 64
+    preload_embedder: bool = Field(True, description="Load the query embedder in the background as the API server "
+                                   "starts, so the page's first search does not wait for it.")
     knn_min_similarity: float = Field(0.3, description="Cosine similarity below which an event is not a kNN hit "
                                       "(0.3 suits all-MiniLM-L6-v2: unrelated text scores about 0.1).")
 

@@ -50,7 +50,8 @@ def _warm_embedder(settings: Callable[[], Settings]) -> None:
         except Exception:  # noqa: BLE001 - the first search loads it again and reports what is wrong
             log.exception("cinedex: could not preload the query embedder")
 
-    threading.Thread(target=load, name="cinedex-embedder-warm-up", daemon=True).start()
+    if settings().preload_embedder:
+        threading.Thread(target=load, name="cinedex-embedder-warm-up", daemon=True).start()
 
 
 def create_app(auth: Callable | None = None, settings: Callable[[], Settings] = Settings,

@@ -19,7 +19,7 @@ from html import escape
 from pathlib import Path
 
 from cinedex import PIPELINE_VERSION
-from cinedex.pipeline.events import read_events
+from cinedex.core.model import read_events
 from cinedex.pipeline.validation import VALID_FILE
 from cinedex.pipeline.frames import Shot, load_sampling
 from cinedex.pipeline.ingest import IngestedVideo

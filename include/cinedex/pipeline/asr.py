@@ -3,8 +3,7 @@
 WhisperX's pyannote VAD finds the speech and groups it into chunks of at most 30 s (Whisper's window). The
 chunks are decoded in batches by faster-whisper on the model WhisperX loaded, with word times from Whisper's
 cross-attention in the same pass, so the encoder runs once per chunk. A wav2vec2 alignment model refines the word
-times when one is configured or already on disk, and speakers are labelled by pyannote's diarization when it can
-load (a token) or by the bundled local engine (`diarization.py`) when asked for. Segments that are not speech, or
+times when one is configured or already on disk (who speaks is the speakers stage's, `speakers.py`). Segments that are not speech, or
 not in the model's language, are dropped with their reason (`speech_checks`); the rest give words whose times are
 repaired and cut into utterances (`utterances`).
 """
@@ -12,7 +11,6 @@ repaired and cut into utterances (`utterances`).
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import time
@@ -26,17 +24,16 @@ from pydantic import BaseModel, Field
 from cinedex.core.artifacts import cached_stage
 from cinedex.core.mediatime import MediaTime
 from cinedex.core.settings import Settings, bundled_asr_model
+from cinedex.pipeline.characters import voice_name
 from cinedex.pipeline import speech_checks
 from cinedex.pipeline.ingest import IngestedVideo
 from cinedex.pipeline.speech_checks import DroppedSpeech
-from cinedex.pipeline.utterances import Utterance, Word, assign_speakers, repaired_times, split_utterances
+from cinedex.pipeline.utterances import Utterance, Word, repaired_times, split_utterances
 
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16_000
 TRANSCRIPT_FILE, SRT_FILE, VTT_FILE = "transcript.json", "transcript.srt", "transcript.vtt"
-# Each speaker's centroid voice (Resemblyzer, 256-d, L2-normed), to match voices across films or name them.
-VOICES_FILE = "speakers.voices.json"
 
 # WhisperX's VAD defaults; chunks as long as Whisper's window, so each costs one encoder pass.
 VAD_ONSET, VAD_OFFSET, VAD_CHUNK_S = 0.500, 0.363, 30
@@ -49,11 +46,10 @@ class Transcript(BaseModel):
     language: str
     model: str
     utterances: list[Utterance] = Field(default_factory=list)
-    speaker_note: str = Field("", description="Where the speaker labels come from, or why there are none.")
+    speaker_note: str = Field("", description="Where the speaker labels come from, or why there are none (set "
+                              "where the speakers stage's turns label the utterances).")
     dropped: list[DroppedSpeech] = Field(default_factory=list, description="Decoded text not made into utterances.")
     advice: str = Field("", description="What to change when speech was dropped for its language.")
-    voices: dict[str, list[float]] = Field(default_factory=dict, exclude=True, description="Each speaker's "
-                                           "centroid voice embedding; written to its own file, not the transcript.")
 
     def dropped_seconds(self) -> dict[str, float]:
         return speech_checks.seconds_by_reason(self.dropped)
@@ -94,13 +90,6 @@ def load_alignment_model(name: str, language: str, device: str):
     return whisperx.load_align_model(language, device, model_name=name)
 
 
-@functools.cache
-def load_diarization_model(name: str, token: str, device: str):
-    from whisperx.diarize import DiarizationPipeline
-
-    return DiarizationPipeline(model_name=name, token=token or None, device=device)
-
-
 def alignment_model(settings: Settings, language: str) -> str:
     """The configured wav2vec2 model, else WhisperX's default for `language` when it is already on this machine
     (never downloaded mid-run); "" for none."""
@@ -127,45 +116,6 @@ def alignment_model(settings: Settings, language: str) -> str:
         name = DEFAULT_ALIGN_MODELS_HF[language]
         return name if isinstance(try_to_load_from_cache(name, "config.json"), str) else ""
     return ""
-
-
-def pyannote_available(settings: Settings) -> bool:
-    """The pyannote diarization model is gated: it needs a token, unless it is a local folder."""
-    model = settings.diarization_model
-    return bool(model) and (bool(settings.hf_token) or Path(model).is_dir())
-
-
-def diarization_engine(settings: Settings) -> str:
-    """Who labels the speakers in this run: "pyannote", "local" (the bundled engine) or "" for nobody."""
-    if settings.diarization == "local":
-        return "local"
-    if settings.diarization in ("auto", "pyannote") and pyannote_available(settings):
-        return "pyannote"
-    # `auto` without pyannote stays unlabelled until the local engine meets its accuracy goals (issue 15).
-    return ""
-
-
-def _speaker_turns(audio_path: Path, audio: np.ndarray, settings: Settings, device: str
-                   ) -> tuple[list[tuple[float, float, str]], dict[str, list[float]], str]:
-    """The speaker turns, each speaker's voice (centroid embedding) and the speaker note."""
-    engine = diarization_engine(settings)
-    if engine == "local":
-        from cinedex.pipeline.diarization import diarize
-
-        found = diarize(audio_path, max_speakers=settings.max_speakers or None)
-        return ([(t.start_s, t.end_s, t.speaker) for t in found.turns],
-                {name: [round(float(x), 5) for x in voice] for name, voice in found.centroids.items()},
-                f"speakers from the local diarization ({len(found.speakers)} voices)")
-    if engine == "pyannote":
-        frame, voices = load_diarization_model(settings.diarization_model, settings.hf_token, device)(
-            audio, max_speakers=settings.max_speakers or None, return_embeddings=True)
-        return (list(zip(frame["start"], frame["end"], frame["speaker"])),
-                {name: [float(x) for x in voice] for name, voice in (voices or {}).items()},
-                f"speakers from {settings.diarization_model}")
-    if settings.diarization == "off":
-        return [], {}, "no speaker labels: diarization is off"
-    return [], {}, (f"no speaker labels: diarization with {settings.diarization_model or 'no model'} needs "
-                    "CINEDEX_HF_TOKEN (or set diarization to `local` for the bundled engine)")
 
 
 # --- transcription ----------------------------------------------------------------------------------------------
@@ -319,16 +269,11 @@ def transcribe(audio_path: Path, settings: Settings) -> Transcript:
                      "machine for %r; set CINEDEX_ASR_ALIGN_MODEL to refine them)", name, language)
     utterances = split_utterances(repaired_times(words, duration, regions))
 
-    turns, voices, speaker_note = _speaker_turns(Path(audio_path), audio, settings, device)
-    if turns:
-        utterances = assign_speakers(utterances, turns)
-    log.info("asr: %s: %s", name, speaker_note)
-
     elapsed = time.perf_counter() - started
     log.info("asr: %s: %d utterances from %d segments, %.1f s of audio in %.1f s (real-time factor %.3f)",
              name, len(utterances), len(segments), duration, elapsed, elapsed / duration if duration else 0.0)
-    return Transcript(language=language or "", model=model_name, utterances=utterances, speaker_note=speaker_note,
-                      dropped=dropped, advice=advice, voices=voices)
+    return Transcript(language=language or "", model=model_name, utterances=utterances, dropped=dropped,
+                      advice=advice)
 
 
 # --- subtitles and the cached stage -----------------------------------------------------------------------------
@@ -341,7 +286,7 @@ def _one_line(text: str) -> str:
 def to_srt(transcript: Transcript) -> str:
     cues = []
     for number, u in enumerate(transcript.utterances, 1):
-        text = _one_line(f"{u.speaker}: {u.text}" if u.speaker else u.text)
+        text = _one_line(f"{voice_name(u.speaker)}: {u.text}" if u.speaker else u.text)
         cues.append(f"{number}\n{MediaTime(u.start_s).timecode(',')} --> {MediaTime(u.end_s).timecode(',')}\n{text}\n")
     return "\n".join(cues)
 
@@ -350,7 +295,7 @@ def to_vtt(transcript: Transcript) -> str:
     cues = ["WEBVTT\n"]
     for u in transcript.utterances:
         text = _one_line(u.text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-        voice = f"<v {_one_line(u.speaker).replace('>', '')}>" if u.speaker else ""
+        voice = f"<v {_one_line(voice_name(u.speaker)).replace('>', '')}>" if u.speaker else ""
         cues.append(f"{MediaTime(u.start_s).timecode()} --> {MediaTime(u.end_s).timecode()}\n{voice}{text}\n")
     return "\n".join(cues)
 
@@ -363,26 +308,15 @@ def transcribe_video(video: IngestedVideo, audio_path: Path | None, settings: Se
     """The cached asr stage: `transcript.json`, `.srt` and `.vtt`; an empty transcript for a silent video."""
     def write(folder: Path) -> None:
         if audio_path is None:
-            transcript = Transcript(language=settings.language, model=settings.resolved_asr_model,
-                                    speaker_note="no audio")
+            transcript = Transcript(language=settings.language, model=settings.resolved_asr_model)
         else:
             transcript = transcribe(audio_path, settings)
         (folder / TRANSCRIPT_FILE).write_text(transcript.model_dump_json(indent=1), encoding="utf-8")
         (folder / SRT_FILE).write_text(to_srt(transcript), encoding="utf-8")
         (folder / VTT_FILE).write_text(to_vtt(transcript), encoding="utf-8")
-        if transcript.voices:
-            (folder / VOICES_FILE).write_text(json.dumps(transcript.voices), encoding="utf-8")
         log.info("asr: %s -> %d utterances (%s)", video.name, len(transcript.utterances), transcript.language or "-")
 
     return cached_stage(
         "asr", video.video_id, settings.artifacts_dir, write, upstream=[audio_path],
         model=settings.resolved_asr_model, language=settings.language, batch_size=settings.asr_batch_size,
-        align_model=settings.asr_align_model,
-        diarization=_diarization_key(settings))
-
-
-def _diarization_key(settings: Settings) -> str:
-    engine = diarization_engine(settings)
-    model = {"local": "local", "pyannote": settings.diarization_model}.get(engine, "")
-    # Without a bound the key is the model alone, as before the bound existed, so earlier transcripts stay cached.
-    return f"{model}:{settings.max_speakers}" if model and settings.max_speakers else model
+        align_model=settings.asr_align_model)

@@ -3,7 +3,8 @@
 Windows are described one at a time, so one person may be "Cobb" in one window, "cobb" or "Mr. Cobb" in the
 next and "Dom Cobb" in a third. The roster makes them one name film-wide. Diarization labels its voices
 SPEAKER_00, SPEAKER_01, ...; where the vision model, shown those lines, names who speaks them, a label becomes that
-character.
+character, and a voice nobody named is shown as "Speaker 1", "Speaker 2", ... (in the order first heard): raw
+labels stay inside the pipeline, never on the page, in the index or in the exports.
 """
 
 from __future__ import annotations
@@ -50,7 +51,9 @@ def apply_roster(events: list[Event], roster: dict[str, str]) -> list[Event]:
 
 
 def roster_of(events: list[Event]) -> dict[str, str]:
-    return build_roster([*(c for e in events for c in e.characters), *(e.speaker for e in events)])
+    """The roster of the characters and speakers the events name (diarization labels are voices, not names)."""
+    names = [*(c for e in events for c in e.characters), *(e.speaker for e in events)]
+    return build_roster(n for n in names if not DIARIZATION_LABEL.match(n))
 
 
 # --- speakers ----------------------------------------------------------------------------------------------------
@@ -70,6 +73,29 @@ def _named_speakers(utterance: Event, visual: Sequence[Event]) -> set[str]:
     return {v.speaker.strip() for v in visual
             if v.speaker.strip() and not DIARIZATION_LABEL.match(v.speaker.strip())
             and _overlap(utterance, v) >= length / 2}
+
+
+def voice_name(label: str) -> str:
+    """How a voice nobody named is shown: SPEAKER_00 -> "Speaker 1"; any other speaker as it is."""
+    return f"Speaker {int(label.rsplit('_', 1)[1]) + 1}" if DIARIZATION_LABEL.match(label) else label
+
+
+def name_voices(events: list[Event], named: dict[str, str]) -> tuple[list[Event], dict[str, str]]:
+    """The events with every diarization label left (a voice no one named) shown as `voice_name` of it, and no
+    label among the characters (a voice is not a character until it has a name). Returns the events and every
+    label -> the name shown for it, those in `named` (label -> character) included."""
+    shown = dict(named)
+    renamed = []
+    for event in events:
+        label = event.speaker if DIARIZATION_LABEL.match(event.speaker) else ""
+        if label or any(DIARIZATION_LABEL.match(c) for c in event.characters):
+            if label:
+                shown.setdefault(label, voice_name(label))
+            event = event.model_copy(update={
+                "speaker": shown[label] if label else event.speaker,
+                "characters": [c for c in event.characters if not DIARIZATION_LABEL.match(c)]})
+        renamed.append(event)
+    return renamed, dict(sorted(shown.items()))
 
 
 def attach_speakers(events: list[Event]) -> tuple[list[Event], dict[str, str]]:

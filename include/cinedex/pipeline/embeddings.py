@@ -12,7 +12,7 @@ import numpy as np
 
 from cinedex.core.artifacts import cached_stage
 from cinedex.index.embedder import encode
-from cinedex.pipeline.events import read_events
+from cinedex.core.model import read_events
 from cinedex.pipeline.ingest import IngestedVideo
 from cinedex.pipeline.validation import VALID_FILE
 from cinedex.core.model import EVENT_FIELDS

@@ -8,11 +8,13 @@ import logging
 from pathlib import Path
 
 from cinedex.core.artifacts import cached_stage
-from cinedex.pipeline.asr import Transcript, load_transcript
-from cinedex.pipeline.characters import apply_roster, attach_speakers, roster_of
+from cinedex.pipeline.asr import Transcript
+from cinedex.pipeline.speakers import labelled_transcript
+from cinedex.pipeline.characters import apply_roster, attach_speakers, name_voices, roster_of
 from cinedex.pipeline.frames import FrameSampling, load_sampling
 from cinedex.pipeline.ingest import IngestedVideo
-from cinedex.core.model import Event
+from cinedex.pipeline.on_screen_text import attach_subtitles, load_texts
+from cinedex.core.model import Event, write_events
 from cinedex.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -47,27 +49,22 @@ def dialogue_events(video: IngestedVideo, transcript: Transcript, sampling: Fram
     return events
 
 
-def write_events(events: list[Event], path: Path) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        for event in events:
-            f.write(event.model_dump_json() + "\n")
-
-
-def read_events(path: Path) -> list[Event]:
-    with open(path, encoding="utf-8") as f:
-        return [Event.model_validate_json(line) for line in f if line.strip()]
-
-
 def build_events(video: IngestedVideo, transcript_dir: Path, frames_dir: Path, settings: Settings,
-                 vision_dir: Path | None = None) -> Path:
+                 vision_dir: Path | None = None, speakers_dir: Path | None = None,
+                 texts_dir: Path | None = None) -> Path:
     """The cached events stage: dialogue events from the transcript and, when the vision stage ran, visual events
-    from its answers, with one film-wide name per character (`roster.json`) and voices attached to characters
-    where the visual events say who speaks (`speakers.json`), in `events.jsonl`; visual moments that cannot be
+    from its answers, with one film-wide name per character (`roster.json`) and every voice's name (`speakers.json`:
+    the character the visual events say speaks its lines, else "Speaker N") and the on-screen texts read (burned-in
+    subtitles put on their line of dialogue, the rest as `ocr` events), in `events.jsonl`; visual moments that cannot be
     placed go to `vision_quarantine.jsonl`, and what the speech stage dropped to `speech_dropped.json`."""
     def write(folder: Path) -> None:
         sampling = load_sampling(frames_dir)
-        transcript = load_transcript(transcript_dir)
+        transcript = labelled_transcript(transcript_dir, speakers_dir)
         events = dialogue_events(video, transcript, sampling)
+        texts = load_texts(texts_dir) if texts_dir else []
+        if texts:  # burned-in subtitles go onto their line; other texts are events of their own
+            events, texts = attach_subtitles(texts, events)
+            events = sorted([*events, *texts], key=lambda e: (e.start_s, e.end_s, e.source))
         quarantined: list[dict] = []
         if vision_dir:
             from cinedex.pipeline.vision.moments import visual_events  # transformers and torch load only for vision work
@@ -77,7 +74,7 @@ def build_events(video: IngestedVideo, transcript_dir: Path, frames_dir: Path, s
         events, voices = attach_speakers(events)
         roster = roster_of(events)
         events = apply_roster(events, roster)
-        voices = {label: roster.get(name, name) for label, name in voices.items()}
+        events, voices = name_voices(events, {label: roster.get(name, name) for label, name in voices.items()})
         write_events(events, folder / EVENTS_FILE)
         cast: dict[str, list[str]] = {}
         for spelling, name in sorted(roster.items()):
@@ -88,9 +85,9 @@ def build_events(video: IngestedVideo, transcript_dir: Path, frames_dir: Path, s
         (folder / SPEECH_DROPPED_FILE).write_text(json.dumps({
             "seconds": transcript.dropped_seconds(), "advice": transcript.advice,
             "stretches": [d.model_dump() for d in transcript.dropped]}, indent=1, ensure_ascii=False))
-        log.info("events: %d events for %s (%d dialogue, %d visual; %d visual moments quarantined)", len(events),
-                 video.name, sum(e.source == "asr" for e in events), sum(e.source == "vision" for e in events),
-                 len(quarantined))
+        log.info("events: %d events for %s (%d dialogue, %d visual, %d on-screen texts; %d visual moments "
+                 "quarantined)", len(events), video.name, sum(e.source == "asr" for e in events),
+                 sum(e.source == "vision" for e in events), sum(e.source == "ocr" for e in events), len(quarantined))
 
     return cached_stage("events", video.video_id, settings.artifacts_dir, write,
-                        upstream=[transcript_dir, frames_dir, vision_dir])
+                        upstream=[transcript_dir, frames_dir, vision_dir, speakers_dir, texts_dir])

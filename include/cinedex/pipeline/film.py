@@ -15,7 +15,8 @@ from pydantic import BaseModel, Field
 
 from cinedex.core.artifacts import cached_stage
 from cinedex.pipeline.characters import DIARIZATION_LABEL
-from cinedex.pipeline.events import EVENTS_FILE, read_events, write_events
+from cinedex.pipeline.events import EVENTS_FILE
+from cinedex.core.model import read_events, write_events
 from cinedex.pipeline.ingest import IngestedVideo
 from cinedex.core.model import Event
 from cinedex.core.settings import Settings

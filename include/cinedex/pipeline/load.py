@@ -11,7 +11,7 @@ import numpy as np
 from cinedex.core.settings import Settings
 from cinedex.index import open_index
 from cinedex.pipeline.embeddings import load_embeddings
-from cinedex.pipeline.events import read_events
+from cinedex.core.model import read_events
 from cinedex.pipeline.ingest import IngestedVideo
 from cinedex.pipeline.validation import VALID_FILE
 

@@ -39,9 +39,8 @@ import ffmpeg
 import numpy as np
 
 from cinedex.core.artifacts import cached_stage
-from cinedex.core.model import Event
+from cinedex.core.model import Event, read_events, write_events
 from cinedex.core.settings import Settings
-from cinedex.pipeline.events import read_events, write_events
 from cinedex.pipeline.frames import FrameSampling, load_sampling, output_size
 from cinedex.pipeline.ingest import MEDIA_INPUT, IngestedVideo
 
@@ -502,8 +501,12 @@ def attach_subtitles(texts: list[Event], dialogue: list[Event]) -> tuple[list[Ev
 # --- the stage ---------------------------------------------------------------------------------------------------
 
 
-def read_on_screen_text(video: IngestedVideo, frames_dir: Path, settings: Settings) -> Path:
-    """The cached on-screen text stage; returns its folder (on_screen_text.jsonl, counts.json)."""
+def read_on_screen_text(video: IngestedVideo, frames_dir: Path, settings: Settings) -> Path | None:
+    """The cached on-screen text stage; returns its folder (on_screen_text.jsonl, counts.json), or None when
+    reading text is off for the run or the video has no picture."""
+    if not settings.read_on_screen_text or not video.info.has_video:
+        return None
+
     def write(folder: Path) -> None:
         sampling = load_sampling(frames_dir)
         reading = read_text(video, sampling) if sampling.frames else TextReading([], TextCounts())

@@ -21,7 +21,8 @@ from typing import Any, Literal, get_args, get_origin
 from pydantic import BaseModel
 
 from cinedex.core.artifacts import cached_stage
-from cinedex.pipeline.events import EVENTS_FILE, SPEECH_DROPPED_FILE, read_events
+from cinedex.pipeline.events import EVENTS_FILE, SPEECH_DROPPED_FILE
+from cinedex.core.model import read_events
 from cinedex.pipeline.ingest import IngestedVideo
 from cinedex.core.model import EVENT_FIELDS, Event, EventFields
 from cinedex.core.settings import Settings

@@ -19,7 +19,8 @@ from pydantic import BaseModel, Field
 
 from cinedex.core.artifacts import cached_stage
 from cinedex.core.settings import Settings
-from cinedex.pipeline.asr import Transcript, Utterance, load_transcript
+from cinedex.pipeline.asr import Transcript, Utterance
+from cinedex.pipeline.speakers import labelled_transcript
 from cinedex.pipeline.frames import FrameSampling, SampledFrame, Shot, load_sampling
 from cinedex.pipeline.ingest import IngestedVideo
 
@@ -269,13 +270,16 @@ class WindowPlan(BaseModel):
     batches: list[list[int]] = Field(description="Window indexes per mapped inference task.")
 
 
-def plan_windows(video: IngestedVideo, frames_dir: Path, transcript_dir: Path, settings: Settings) -> Path:
-    """The cached windows stage: `windows.json` (the windows and their batches) in its artifact folder."""
+def plan_windows(video: IngestedVideo, frames_dir: Path, transcript_dir: Path, settings: Settings,
+                 speakers_dir: Path | None = None) -> Path:
+    """The cached windows stage: `windows.json` (the windows and their batches) in its artifact folder; the
+    windows' lines carry their voice labels when the speakers stage found any."""
     def write(folder: Path) -> None:
         sampling = load_sampling(frames_dir)
         max_frames = max_frames_for(settings.vision_context_tokens, sampling.width, sampling.height,
                                     prompt_tokens=PROMPT_TOKENS, max_new_tokens=settings.vision_max_new_tokens)
-        windows = build_windows(sampling, load_transcript(transcript_dir), video.info.fps, settings.window_target_s,
+        transcript = labelled_transcript(transcript_dir, speakers_dir)
+        windows = build_windows(sampling, transcript, video.info.fps, settings.window_target_s,
                                 settings.window_max_s, max_frames)
         # One generate call per mapped task: a 3-hour film at 120 s windows and batches of 4 makes about 23 tasks.
         size = windows_per_batch(len(windows), settings.vision_batch_size)
@@ -284,7 +288,7 @@ def plan_windows(video: IngestedVideo, frames_dir: Path, transcript_dir: Path, s
         log.info("windows: %s cut into %d windows, %d inference tasks", video.name, len(windows), len(plan.batches))
 
     return cached_stage("windows", video.video_id, settings.artifacts_dir, write,
-                        upstream=[frames_dir, transcript_dir], target_s=settings.window_target_s,
+                        upstream=[frames_dir, transcript_dir, speakers_dir], target_s=settings.window_target_s,
                         max_s=settings.window_max_s, context_tokens=settings.vision_context_tokens,
                         max_new_tokens=settings.vision_max_new_tokens, windows_per_task=settings.vision_batch_size)
 
@@ -293,10 +297,11 @@ def load_plan(windows_dir: Path) -> WindowPlan:
     return WindowPlan.model_validate_json((Path(windows_dir) / WINDOWS_FILE).read_text())
 
 
-def plan_batches(video: IngestedVideo, frames_dir: Path, transcript_dir: Path, settings: Settings) -> list[dict]:
+def plan_batches(video: IngestedVideo, frames_dir: Path, transcript_dir: Path, settings: Settings,
+                 speakers_dir: Path | None = None) -> list[dict]:
     """The vision work of a film, one item per inference task (`windows_dir`, `batch`); none without a vision
     model or without a picture, so the DAG skips inference."""
     if not settings.vision_enabled or not video.info.has_video:
         return []
-    windows_dir = plan_windows(video, frames_dir, transcript_dir, settings)
+    windows_dir = plan_windows(video, frames_dir, transcript_dir, settings, speakers_dir)
     return [{"windows_dir": str(windows_dir), "batch": i} for i in range(len(load_plan(windows_dir).batches))]
