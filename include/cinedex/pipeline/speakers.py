@@ -68,6 +68,13 @@ def load_diarization_model(name: str, token: str, device: str):
     return DiarizationPipeline(model_name=name, token=token or None, device=device)
 
 
+def _unit(voice) -> list[float]:
+    # pyannote's centroids are cluster means (norms 0.96-0.98 on the sample call); the voices file holds unit
+    # vectors whichever engine wrote it. An all-zero "centroid" is pyannote's label for a cluster it did not find.
+    norm = sum(float(x) ** 2 for x in voice) ** 0.5
+    return [float(x) / norm for x in voice]
+
+
 def speaker_turns(audio_path: Path, settings: Settings) -> tuple[SpeakerTurns, dict[str, list[float]]]:
     """The speaker turns of a 16 kHz mono audio file and each speaker's voice (centroid embedding)."""
     engine = diarization_engine(settings)
@@ -85,7 +92,7 @@ def speaker_turns(audio_path: Path, settings: Settings) -> tuple[SpeakerTurns, d
         turns = [(round(float(a), 3), round(float(b), 3), str(s))
                  for a, b, s in zip(frame["start"], frame["end"], frame["speaker"])]
         return (SpeakerTurns(turns=turns, note=f"speakers from {settings.diarization_model}"),
-                {name: [float(x) for x in voice] for name, voice in (voices or {}).items()})
+                {name: _unit(voice) for name, voice in (voices or {}).items() if any(voice)})
     if settings.diarization == "off":
         return SpeakerTurns(note="no speaker labels: diarization is off"), {}
     return SpeakerTurns(note=f"no speaker labels: diarization with {settings.diarization_model or 'no model'} "
