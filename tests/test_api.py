@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import pytest
 
 from cinedex import PIPELINE_VERSION
-from cinedex.core.model import EVENT_FIELDS, Event
+from cinedex.core.model import EVENT_FIELDS, Event, read_events
 from cinedex.index import open_index
 from cinedex.index.embedder import encode
 
@@ -107,7 +107,7 @@ def film(request, tmp_path_factory, sample_film, airflow_home):
         ]
         validation_dir = settings.artifacts_dir / video.video_id / "validation-test"
         validation.validate_events([*said, *hostile], video.info.duration_s, validation_dir, 0.2)
-        valid = sorted(events.read_events(validation_dir / "valid.jsonl"), key=lambda e: (e.start_s, e.end_s, e.id))
+        valid = sorted(read_events(validation_dir / "valid.jsonl"), key=lambda e: (e.start_s, e.end_s, e.id))
         open_index(settings).replace_video(
             video.video_id, valid, encode([EVENT_FIELDS.passage(e) for e in valid], "all-MiniLM-L6-v2"))
         report_file = report.write_report(video, validation_dir, settings, run_id="manual__page_test")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cinedex.core.model import SearchFilters
+from cinedex.core.model import SearchFilters, read_events
 from cinedex.core.settings import Settings
 from cinedex.index.search import search
 from cinedex.page.report import write_report
@@ -89,7 +89,7 @@ def test_a_siren_gives_no_line_and_the_run_passes(siren_film, tmp_path):
     assert transcript.utterances == []
     assert transcript.dropped and {d.reason for d in transcript.dropped} <= {"no speech (Whisper)",
                                                                             "no speech (voice activity)", "no words"}
-    assert events.read_events(stages["events"] / events.EVENTS_FILE) == []
+    assert read_events(stages["events"] / events.EVENTS_FILE) == []
     report = json.loads((stages["validation"] / "report.json").read_text())
     assert report["total"] == 0 and report["speech_dropped"]["seconds"]
 
@@ -127,7 +127,7 @@ def test_the_run_reports_the_other_language_and_what_to_do(mixed_run):
 @pytest.mark.slow
 def test_the_real_call_has_no_zero_length_line_and_no_shared_id(mixed_run):
     _, _, stages = mixed_run
-    built = events.read_events(stages["events"] / events.EVENTS_FILE)
+    built = read_events(stages["events"] / events.EVENTS_FILE)
     assert built and all(e.end_s > e.start_s for e in built)
     assert len({e.id for e in built}) == len(built)
 
