@@ -321,3 +321,43 @@ def test_trigger_form_run_and_progress(api_server, auth, film, dag_in_airflow):
     listed = api_server.get("/cinedex/api/films", headers=auth).json()
     assert listed[0]["last_run"]["run_id"] == run["run_id"] and listed[0]["last_run"]["state"] == "queued"
     assert api_server.get("/cinedex/api/runs/no-such-run", headers=auth).status_code == 404
+
+
+# --- the query embedder's warm-up: in the API server only -----------------------------------------------------------
+
+WARM_UP_THREAD = "cinedex-embedder-warm-up"
+
+
+def test_the_query_embedder_warms_up_when_the_server_starts_not_when_the_app_is_built(tmp_path, monkeypatch):
+    import threading
+
+    from fastapi.testclient import TestClient
+
+    from cinedex.index import embedder
+    from cinedex.page.api import create_app
+
+    monkeypatch.setenv("CINEDEX_HOME", str(tmp_path / "cinedex"))
+    embedder.load_model.cache_clear()
+    app = create_app()
+    assert WARM_UP_THREAD not in {thread.name for thread in threading.enumerate()}
+    assert embedder.load_model.cache_info().currsize == 0
+    with TestClient(app):  # runs the app's lifespan, as Airflow's API server does for the apps it mounts
+        for thread in threading.enumerate():
+            if thread.name == WARM_UP_THREAD:
+                thread.join(120)
+    assert embedder.load_model.cache_info().currsize == 1
+
+
+def test_a_process_that_loads_the_plugin_starts_no_model_and_exits_cleanly():
+    """Every task process and Airflow command loads the plugins; a model loading in a thread of a process that then
+    exits aborted `airflow backfill create` ("terminate called without an active exception")."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    plugins = Path(__file__).parents[1] / "plugins"
+    check = ("import sys, threading; sys.path.insert(0, sys.argv[1]); import cinedex_plugin; "
+             f"assert {WARM_UP_THREAD!r} not in {{t.name for t in threading.enumerate()}}; "
+             "assert 'onnxruntime' not in sys.modules, 'the embedder was loaded'")
+    done = subprocess.run([sys.executable, "-c", check, str(plugins)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]

@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import threading
 from html import escape
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import quote
 from typing import Annotated, Any, Literal
@@ -42,16 +43,27 @@ Page = Annotated[int, Query(ge=0, le=10_000_000, description="Items to skip.")]
 PageSize = Annotated[int, Query(ge=1, le=catalog.PAGE_LIMIT, description="Items to return.")]
 
 
-def _warm_embedder(settings: Callable[[], Settings]) -> None:
-    """Loads the query embedder in the background as the API server starts, so its first search does not wait."""
-    def load() -> None:
-        try:
-            embedder.load_model(settings().embedding_model)
-        except Exception:  # noqa: BLE001 - the first search loads it again and reports what is wrong
-            log.exception("cinedex: could not preload the query embedder")
+def _embedder_warm_up(settings: Callable[[], Settings]):
+    """The app's lifespan: loads the query embedder in the background as the API server starts, so its first
+    search does not wait.
 
-    if settings().preload_embedder:
-        threading.Thread(target=load, name="cinedex-embedder-warm-up", daemon=True).start()
+    A lifespan, not a side effect of `create_app`: every Airflow process that loads plugins (each task process,
+    `airflow backfill create`...) builds the app, and only the API server runs it. A model loading in a thread of
+    a process that then exits or forks aborts it ("terminate called without an active exception") or hangs the
+    child. Airflow's API server enters the lifespans of the FastAPI apps it mounts."""
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        def load() -> None:
+            try:
+                embedder.load_model(settings().embedding_model)
+            except Exception:  # noqa: BLE001 - the first search loads it again and reports what is wrong
+                log.exception("cinedex: could not preload the query embedder")
+
+        if settings().preload_embedder:
+            threading.Thread(target=load, name="cinedex-embedder-warm-up", daemon=True).start()
+        yield
+
+    return lifespan
 
 
 def create_app(auth: Callable | None = None, settings: Callable[[], Settings] = Settings,
@@ -60,9 +72,9 @@ def create_app(auth: Callable | None = None, settings: Callable[[], Settings] = 
     """`auth`: dependency every route requires. `access(method)`: dependency allowing that method on the index
     DAG's runs. `user`: dependency giving the logged-in user (for the run's "triggered by"). `login_url(next)`:
     where a browser without a login is sent."""
-    _warm_embedder(settings)
     # FastAPI serves its API description to anyone; here it is served below, behind the login like every route.
-    app = FastAPI(title="cinedex", description=__doc__, docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="cinedex", description=__doc__, docs_url=None, redoc_url=None, openapi_url=None,
+                  lifespan=_embedder_warm_up(settings))
     # Every route needs the login and read access to the index DAG's runs (the films are what its runs made);
     # upload and trigger also need the right to run it.
     router = APIRouter(dependencies=[*([Depends(auth)] if auth else []), *([Depends(access("GET"))] if access else [])])
