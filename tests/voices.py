@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 import subprocess
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -102,3 +103,33 @@ def build_recording(path: Path, speakers: list[str], turns: int, seed: int = 0,
     soundfile.write(str(path), (mix / max(1.0, np.abs(mix).max())).astype(np.float32), SAMPLE_RATE,
                     subtype="PCM_16")
     return reference
+
+
+# --- scoring --------------------------------------------------------------------------------------------------------
+
+# pyannote.metrics counts a collar as the whole width around each reference boundary: 0.5 = 0.25 s either side.
+COLLAR_025 = 0.5
+
+
+def _annotation(turns):
+    from pyannote.core import Annotation, Segment
+
+    annotation = Annotation()
+    for index, (start, end, speaker) in enumerate(turns):
+        annotation[Segment(start, end), index] = speaker
+    return annotation
+
+
+def der(reference: list[tuple[float, float, str]], found: list[tuple[float, float, str]], collar: float) -> float:
+    """pyannote.metrics' diarization error rate of `found` turns against `reference` turns (start, end, speaker)."""
+    from pyannote.metrics.diarization import DiarizationErrorRate
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "uem was approximated": the whole recording is scored, as meant
+        return DiarizationErrorRate(collar=collar)(_annotation(reference), _annotation(found))
+
+
+def sample_call_reference() -> list[tuple[float, float, str]]:
+    """pyannote's reference turns of its sample call (sample.rttm)."""
+    rttm = conversation()[0].with_suffix(".rttm").read_text().splitlines()
+    return [(float(f[3]), float(f[3]) + float(f[4]), f[7]) for f in (line.split() for line in rttm)]
