@@ -115,9 +115,9 @@ class AirflowStack:
         component = self.components[name] = Component(name, process, log)
         return component
 
-    def start_worker(self, name: str, queues: str) -> Component:
+    def start_worker(self, name: str, queues: str, concurrency: int = 2) -> Component:
         return self.start(name, "celery", "worker", "--queues", queues, "--celery-hostname", f"{name}@%h",
-                          "--concurrency", "2", "--skip-serve-logs",
+                          "--concurrency", str(concurrency), "--skip-serve-logs",
                           extra_env={WORKER_NAME_VARIABLE: name,
                                      "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port())})
 
@@ -134,6 +134,23 @@ class AirflowStack:
             if component.process.poll() is not None:
                 tail = component.log.read_text(errors="replace")[-3000:]
                 raise RuntimeError(f"{component.name} exited {component.process.returncode}:\n{tail}")
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds (user + system) each component's process tree has used so far: its live processes and the
+        children they have reaped (a Celery worker's task processes, through its pool processes)."""
+        import psutil
+
+        used = {}
+        for name, component in self.components.items():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                root = psutil.Process(component.process.pid)
+                total = 0.0
+                for process in [root, *root.children(recursive=True)]:
+                    with contextlib.suppress(psutil.NoSuchProcess):
+                        t = process.cpu_times()
+                        total += t.user + t.system + t.children_user + t.children_system
+                used[name] = round(total, 1)
+        return used
 
     # --- REST API
 
@@ -194,9 +211,12 @@ class AirflowStack:
 
 
 @contextlib.contextmanager
-def airflow_stack(root: Path, executor: str = "CeleryExecutor", extra_env: dict[str, str] | None = None
-                  ) -> Iterator[AirflowStack]:
-    """Starts the deployment in `root` (Airflow home, logs) on a private database; stops and drops it after."""
+def airflow_stack(root: Path, executor: str = "CeleryExecutor", extra_env: dict[str, str] | None = None,
+                  worker_preload: bool = True, default_worker_concurrency: int = 2) -> Iterator[AirflowStack]:
+    """Starts the deployment in `root` (Airflow home, logs) on a private database; stops and drops it after.
+    `worker_preload`: Celery workers import the tasks' heavy libraries before forking, as docker-compose.yaml's do
+    (off only for the benchmark's baseline). `default_worker_concurrency`: task slots of the default-queue worker
+    (the gpu-queue worker has 2)."""
     root.mkdir(parents=True, exist_ok=True)
     passwords = root / "passwords.json"
     passwords.write_text(f'{{"{ADMIN[0]}": "{ADMIN[1]}"}}')
@@ -231,6 +251,8 @@ def airflow_stack(root: Path, executor: str = "CeleryExecutor", extra_env: dict[
                                            os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
             "HF_HUB_OFFLINE": "1",
             "TOKENIZERS_PARALLELISM": "false",
+            **({"AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "cinedex.orchestration.celery_config.CELERY_CONFIG"}
+               if worker_preload else {}),
             **(extra_env or {}),
         }
         stack = AirflowStack(root=root, env=env, port=port, executor=executor)
@@ -245,7 +267,7 @@ def airflow_stack(root: Path, executor: str = "CeleryExecutor", extra_env: dict[
             stack.start("dag-processor", "dag-processor")
             stack.start("triggerer", "triggerer")
             if executor == "CeleryExecutor":
-                stack.start_worker("default-worker", "default")
+                stack.start_worker("default-worker", "default", default_worker_concurrency)
                 stack.start_worker("gpu-worker", "gpu")
             deadline = time.monotonic() + 120
             while True:
