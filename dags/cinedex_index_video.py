@@ -74,9 +74,10 @@ def cinedex_index_video():
         return str(folder) if folder else ""
 
     @task  # no vision work (vision off, or no picture): an empty list, and describe_windows is skipped
-    def plan_windows(ingested: dict, frames_dir: str, transcript_dir: str, speakers_dir: str) -> list[dict]:
+    def plan_windows(ingested: dict, frames_dir: str, transcript_dir: str, speakers_dir: str,
+                     texts_dir: str) -> list[dict]:
         return windows.plan_batches(video_of(ingested), Path(frames_dir), Path(transcript_dir), run_settings(),
-                                    Path(speakers_dir))
+                                    Path(speakers_dir), Path(texts_dir) if texts_dir else None)
 
     @task(queue=GPU_QUEUE, pool=GPU_POOL)
     def describe_windows(work: dict) -> str:
@@ -120,8 +121,9 @@ def cinedex_index_video():
     frames_dir = sample_frames(ingested)
     transcript_dir = transcribe(ingested, audio_path)
     speakers_dir = diarize_speakers(ingested, audio_path)
-    vision_dirs = describe_windows.expand(work=plan_windows(ingested, frames_dir, transcript_dir, speakers_dir))
     texts_dir = read_text(ingested, frames_dir)
+    vision_dirs = describe_windows.expand(work=plan_windows(ingested, frames_dir, transcript_dir, speakers_dir,
+                                                            texts_dir))
     events_dir = build_events(ingested, transcript_dir, speakers_dir, frames_dir, texts_dir, vision_dirs)
     summarized = summarize_film.partial(ingested=ingested).expand(events_dir=plan_summary(events_dir))
     validation_dir = validate(ingested, events_dir, summarized)

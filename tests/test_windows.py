@@ -221,3 +221,38 @@ def test_the_windows_stage_is_cached_and_keyed_by_its_inputs_and_settings(film, 
     assert plan_windows(video, frames_dir, other, settings) != folder
     wider = settings.model_copy(update={"vision_batch_size": 3})
     assert plan_windows(video, frames_dir, transcript_dir, wider) != folder
+
+
+def test_on_screen_text_reaches_the_windows_it_is_seen_in_and_their_prompt(film, tmp_path):
+    from cinedex.core.model import Event, write_events
+    from cinedex.pipeline.on_screen_text import TEXT_FILE
+    from cinedex.pipeline.vision.prompt import user_text
+
+    video, sampling = film
+    frames_dir = Path(sampling.frames[0].path).parents[1]
+    transcript_dir = tmp_path / "transcript-aaaa"
+    transcript_dir.mkdir()
+    (transcript_dir / TRANSCRIPT_FILE).write_text(_transcript((1.0, 3.0)).model_dump_json())
+    settings = Settings(home=tmp_path / "home", window_target_s=TARGET_S, window_max_s=MAX_S)
+    plain = load_plan(plan_windows(video, frames_dir, transcript_dir, settings)).windows
+    assert len(plain) >= 2 and not any(w.texts for w in plain)
+    # A sign inside the first window, a title held across the first cut between windows.
+    first, second = plain[0], plain[1]
+    sign = Event(video_id=video.video_id, start_s=first.start_s + 0.1, end_s=first.start_s + 0.9,
+                 on_screen_text="RUE DES ROSIERS", spatial_description="sign, top left", source="ocr")
+    title = Event(video_id=video.video_id, start_s=first.end_s - 0.5, end_s=second.start_s + 0.5,
+                  on_screen_text="PARIS, 1962", spatial_description="title card, centre", source="ocr")
+    texts_dir = tmp_path / "on_screen_text-cccc"
+    texts_dir.mkdir()
+    write_events([sign, title], texts_dir / TEXT_FILE)
+
+    folder = plan_windows(video, frames_dir, transcript_dir, settings, texts_dir=texts_dir)
+    assert json.loads((folder / "manifest.json").read_text())["params"]["upstream"][-1] == texts_dir.name
+    windows = load_plan(folder).windows
+    assert [t.text for t in windows[0].texts] == ["RUE DES ROSIERS", "PARIS, 1962"]
+    assert [t.text for t in windows[1].texts] == ["PARIS, 1962"]
+    assert windows[0].texts[0].where == "sign, top left"
+    _, after = user_text(windows[0], timestamp_alignment=True)
+    assert "On-screen text (OCR):" in after and "(sign, top left) RUE DES ROSIERS" in after
+    assert f"[{sign.start_s:.1f}-{sign.end_s:.1f} s]" in after
+    assert "On-screen text" not in user_text(plain[0], timestamp_alignment=True)[1]

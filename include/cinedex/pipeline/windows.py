@@ -18,11 +18,13 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from cinedex.core.artifacts import cached_stage
+from cinedex.core.model import Event
 from cinedex.core.settings import Settings
 from cinedex.pipeline.asr import Transcript, Utterance
 from cinedex.pipeline.speakers import labelled_transcript
 from cinedex.pipeline.frames import FrameSampling, SampledFrame, Shot, load_sampling
 from cinedex.pipeline.ingest import IngestedVideo
+from cinedex.pipeline.on_screen_text import load_texts
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,20 @@ class WindowLine(BaseModel):
     text: str
 
 
+class WindowText(BaseModel):
+    """Text read on screen (the on-screen text stage's OCR) during the window, given to the model as context."""
+
+    start_s: float
+    end_s: float
+    text: str
+    where: str = Field("", description="caption band, title card or sign, and where in the picture")
+
+
+# A window's prompt has room for about PROMPT_TOKENS of text beside its frames: so many on-screen texts at most, the
+# longest first cut.
+MAX_TEXTS_PER_WINDOW, MAX_TEXT_CHARS = 12, 160
+
+
 class Window(BaseModel):
     index: int
     start_s: float
@@ -49,6 +65,7 @@ class Window(BaseModel):
     shot_ids: list[int]
     frames: list[WindowFrame]
     lines: list[WindowLine] = Field(default_factory=list)
+    texts: list[WindowText] = Field(default_factory=list)
     source_fps: float = Field(description="The film's frame rate, so frame indices map back to film time.")
     frames_dropped: int = Field(0, description="Sampled frames of the window left out to stay within max_frames "
                                 "(an evenly spread subset is kept, always with each shot's first frame).")
@@ -165,7 +182,7 @@ def _subset(pieces: list[_Piece], max_frames: int) -> tuple[list[SampledFrame], 
 
 
 def build_windows(sampling: FrameSampling, transcript: Transcript | None, source_fps: float, target_s: float,
-                  max_s: float, max_frames: int) -> list[Window]:
+                  max_s: float, max_frames: int, texts: list[Event] = ()) -> list[Window]:
     """The film cut into windows of whole consecutive shots, about `target_s` long and never over `max_s`.
 
     Shots are taken in order; when the next one would carry the window past `target_s`, the window is closed
@@ -175,7 +192,7 @@ def build_windows(sampling: FrameSampling, transcript: Transcript | None, source
     (shot 0's start to the last shot's end) without gaps; every sampled frame belongs to exactly one window, but a
     window with more than `max_frames` keeps an evenly spread subset that includes each shot's (piece's) first
     frame, and records how many it left out in `frames_dropped`. Each utterance goes to the one window holding its
-    midpoint.
+    midpoint; each on-screen text (`texts`, the OCR stage's events) to every window its span overlaps.
     """
     if target_s <= 0 or max_s < target_s:
         raise ValueError(f"need 0 < target_s <= max_s, got target {target_s}, max {max_s}")
@@ -229,6 +246,7 @@ def build_windows(sampling: FrameSampling, transcript: Transcript | None, source
             source_fps=source_fps, frames_dropped=dropped))
     if transcript is not None:
         _assign_lines(windows, transcript.utterances)
+    _assign_texts(windows, texts)
     return windows
 
 
@@ -240,6 +258,17 @@ def _assign_lines(windows: list[Window], utterances: list[Utterance]) -> None:
         index = min(len(windows) - 1, max(0, bisect.bisect_right(starts, middle) - 1))
         windows[index].lines.append(WindowLine(start_s=utterance.start_s, end_s=utterance.end_s,
                                                speaker=utterance.speaker, text=utterance.text))
+
+
+def _assign_texts(windows: list[Window], texts: list[Event]) -> None:
+    """Each on-screen text to every window its span overlaps (a title held across a cut is in both), in time
+    order, at most MAX_TEXTS_PER_WINDOW a window (the longest-shown kept)."""
+    for window in windows:
+        seen = [t for t in texts if t.start_s < window.end_s and t.end_s > window.start_s and t.on_screen_text]
+        kept = sorted(seen, key=lambda t: t.end_s - t.start_s, reverse=True)[:MAX_TEXTS_PER_WINDOW]
+        window.texts = [WindowText(start_s=t.start_s, end_s=t.end_s, text=t.on_screen_text[:MAX_TEXT_CHARS],
+                                   where=t.spatial_description)
+                        for t in sorted(kept, key=lambda t: (t.start_s, t.end_s))]
 
 
 # --- film-level sizing: windows to mapped tasks --------------------------------------------------------------------
@@ -271,16 +300,17 @@ class WindowPlan(BaseModel):
 
 
 def plan_windows(video: IngestedVideo, frames_dir: Path, transcript_dir: Path, settings: Settings,
-                 speakers_dir: Path | None = None) -> Path:
+                 speakers_dir: Path | None = None, texts_dir: Path | None = None) -> Path:
     """The cached windows stage: `windows.json` (the windows and their batches) in its artifact folder; the
-    windows' lines carry their voice labels when the speakers stage found any."""
+    windows' lines carry their voice labels when the speakers stage found any, and the windows the text read on
+    screen during them when the on-screen text stage ran."""
     def write(folder: Path) -> None:
         sampling = load_sampling(frames_dir)
         max_frames = max_frames_for(settings.vision_context_tokens, sampling.width, sampling.height,
                                     prompt_tokens=PROMPT_TOKENS, max_new_tokens=settings.vision_max_new_tokens)
         transcript = labelled_transcript(transcript_dir, speakers_dir)
         windows = build_windows(sampling, transcript, video.info.fps, settings.window_target_s,
-                                settings.window_max_s, max_frames)
+                                settings.window_max_s, max_frames, load_texts(texts_dir) if texts_dir else [])
         # One generate call per mapped task: a 3-hour film at 120 s windows and batches of 4 makes about 23 tasks.
         size = windows_per_batch(len(windows), settings.vision_batch_size)
         plan = WindowPlan(windows=windows, batches=[[w.index for w in batch] for batch in batches(windows, size)])
@@ -288,7 +318,7 @@ def plan_windows(video: IngestedVideo, frames_dir: Path, transcript_dir: Path, s
         log.info("windows: %s cut into %d windows, %d inference tasks", video.name, len(windows), len(plan.batches))
 
     return cached_stage("windows", video.video_id, settings.artifacts_dir, write,
-                        upstream=[frames_dir, transcript_dir, speakers_dir], target_s=settings.window_target_s,
+                        upstream=[frames_dir, transcript_dir, speakers_dir, texts_dir], target_s=settings.window_target_s,
                         max_s=settings.window_max_s, context_tokens=settings.vision_context_tokens,
                         max_new_tokens=settings.vision_max_new_tokens, windows_per_task=settings.vision_batch_size)
 
@@ -298,10 +328,10 @@ def load_plan(windows_dir: Path) -> WindowPlan:
 
 
 def plan_batches(video: IngestedVideo, frames_dir: Path, transcript_dir: Path, settings: Settings,
-                 speakers_dir: Path | None = None) -> list[dict]:
+                 speakers_dir: Path | None = None, texts_dir: Path | None = None) -> list[dict]:
     """The vision work of a film, one item per inference task (`windows_dir`, `batch`); none without a vision
     model or without a picture, so the DAG skips inference."""
     if not settings.vision_enabled or not video.info.has_video:
         return []
-    windows_dir = plan_windows(video, frames_dir, transcript_dir, settings, speakers_dir)
+    windows_dir = plan_windows(video, frames_dir, transcript_dir, settings, speakers_dir, texts_dir)
     return [{"windows_dir": str(windows_dir), "batch": i} for i in range(len(load_plan(windows_dir).batches))]

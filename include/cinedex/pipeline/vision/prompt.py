@@ -43,6 +43,9 @@ def system_prompt() -> str:
         "Times are seconds from the beginning of the film and lie inside the window; end_s is after start_s. "
         "The dialogue lines are labelled by voice (SPEAKER_00, ...): where you see who speaks a line, give that "
         "character's name as speaker. "
+        "Text read on screen by OCR, where there was any, is listed with its times and place: copy what belongs to "
+        "a moment into its on_screen_text (correcting misreadings you can see), and use it to tell places and "
+        "people. "
         "Use empty strings and lists for what you cannot tell. Write nothing but the JSON."
     )
 
@@ -61,6 +64,10 @@ def user_text(window: Window, timestamp_alignment: bool) -> tuple[str, str]:
         after = f"\nDialogue:\n{dialogue}\n"
     else:
         after = "\nNo dialogue.\n"
+    if window.texts:
+        read = "\n".join(f"[{text.start_s:.1f}-{text.end_s:.1f} s] ({text.where or 'on screen'}) {text.text}"
+                         for text in window.texts)
+        after += f"On-screen text (OCR):\n{read}\n"
     return before, after + "Describe the moments as JSON."
 
 
