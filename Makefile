@@ -13,10 +13,11 @@ export CINEDEX_HOME ?= $(CURDIR)/.cinedex
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: help setup demo test test-fast clean
+.PHONY: help setup demo ui test test-fast clean
 
 help:
 	@echo "make demo   set up, build the sample film, index it with the Airflow DAG, run example searches"
+	@echo "make ui     set up and start Airflow here with the cinedex page (Ctrl-C stops it)"
 	@echo "make test   set up and run the whole test suite"
 	@echo "make test-fast   the tests that need no services, browser or whole DAG runs (a few minutes)"
 
@@ -44,6 +45,9 @@ demo: $(STAMP)
 		echo; echo "\$$ cinedex search \"$$query\" --limit 3"; \
 		$(VENV)/bin/cinedex search "$$query" --limit 3 || exit 1; \
 	done
+
+ui: $(STAMP)
+	$(VENV)/bin/cinedex ui $(if $(PORT),--port $(PORT))
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -1,5 +1,5 @@
-"""`cinedex`: index videos through the Airflow DAG run in-process, search the index, build the sample film, set up
-an Airflow deployment."""
+"""`cinedex`: index videos through the Airflow DAG run in-process, search the index, build the sample film, start
+Airflow here for the cinedex page, set up an Airflow deployment."""
 
 from __future__ import annotations
 
@@ -117,6 +117,13 @@ def cmd_sample_film(args: argparse.Namespace, results: TextIO) -> int:
     return 0
 
 
+def cmd_ui(args: argparse.Namespace, results: TextIO) -> int:
+    from cinedex.orchestration.local_airflow import serve
+
+    airflow_environment(Settings())  # the database `cinedex index` uses, migrated, with the gpu pool
+    return serve(Path(os.environ["AIRFLOW_HOME"]), args.port, not args.no_browser, results)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cinedex", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -154,6 +161,12 @@ def main(argv: list[str] | None = None) -> int:
     sample = commands.add_parser("sample-film", help="build the sample film from real media in installed packages")
     sample.add_argument("--out", help="folder (default: $CINEDEX_HOME/sample)")
     sample.set_defaults(run=cmd_sample_film)
+
+    ui = commands.add_parser("ui", help="start Airflow here (LocalExecutor, the database under CINEDEX_HOME) and "
+                             "open the cinedex page; Ctrl-C stops it")
+    ui.add_argument("--port", type=int, default=8080, help="the API server's port on 127.0.0.1 (default 8080)")
+    ui.add_argument("--no-browser", action="store_true", help="print the page's address without opening it")
+    ui.set_defaults(run=cmd_ui)
 
     args = parser.parse_args(argv)
     # A command's results, and only they, go to standard output, so a script can read them (`search --json`).

@@ -1,0 +1,97 @@
+"""`cinedex ui` (what `make ui` runs): Airflow started here with the embedded defaults, a login it prints, the sample
+film uploaded and indexed through the cinedex page's API, a search that finds it, and Ctrl-C that stops every
+process it started."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import requests
+
+from airflow_services import free_port
+
+
+def _lines(stream, into: queue.Queue) -> None:
+    for line in stream:
+        into.put(line)
+
+
+def _wait_for(lines: queue.Queue, prefix: str, timeout_s: float, seen: list[str]) -> str:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=1)
+        except queue.Empty:
+            continue
+        seen.append(line)
+        if line.startswith(prefix):
+            return line
+    raise AssertionError(f"no line starting {prefix!r} within {timeout_s:.0f} s:\n{''.join(seen)}")
+
+
+@pytest.mark.slow
+def test_cinedex_ui_serves_the_page_indexes_an_upload_and_stops_cleanly(tmp_path, sample_film):
+    home, inbox, port = tmp_path / "home", tmp_path / "inbox", free_port()
+    env = {**os.environ, "CINEDEX_HOME": str(home), "CINEDEX_INBOX": str(inbox), "CINEDEX_VISION_MODEL": "none"}
+    for name in [n for n in env if n.startswith("AIRFLOW")]:  # nothing from the test session's own Airflow
+        env.pop(name)
+    ui = subprocess.Popen([sys.executable, "-m", "cinedex.cli", "ui", "--port", str(port), "--no-browser"], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=_lines, args=(ui.stdout, lines), daemon=True).start()
+    seen: list[str] = []
+    started = []
+    try:
+        page = _wait_for(lines, "cinedex page:", 300, seen).split(": ", 1)[1].strip()
+        login = _wait_for(lines, "login:", 10, seen)
+        user, password = (part.strip() for part in login.split(":", 1)[1].split("/"))
+        assert page == f"http://127.0.0.1:{port}/cinedex/" and user == "admin"
+        assert len(psutil.Process(ui.pid).children()) == 4  # api-server, scheduler, dag-processor, triggerer
+
+        assert requests.get(f"{page}api/films", timeout=30).status_code == 401  # nothing without the login
+        reply = requests.post(f"http://127.0.0.1:{port}/auth/token", json={"username": user, "password": password},
+                              timeout=30)
+        assert reply.status_code in (200, 201), reply.text
+        auth = {"Authorization": f"Bearer {reply.json()['access_token']}"}
+        assert requests.get(page, headers=auth, timeout=30).status_code == 200
+
+        uploaded = requests.put(f"{page}api/uploads", params={"name": "sample film.mp4"}, headers=auth,
+                                data=Path(sample_film.path).read_bytes(), timeout=120)
+        assert uploaded.status_code == 201, uploaded.text
+        deadline = time.monotonic() + 180  # the DAG processor parses the DAG files first
+        while (run := requests.post(f"{page}api/runs", headers=auth, timeout=30,
+                                    json={"conf": {"video": uploaded.json()["path"]}})).status_code == 503:
+            assert time.monotonic() < deadline, run.text
+            time.sleep(2)
+        assert run.status_code == 201, run.text
+        run_id = run.json()["run_id"]
+        deadline = time.monotonic() + 900
+        while (progress := requests.get(f"{page}api/runs/{run_id}", headers=auth, timeout=30).json())["state"] \
+                not in ("success", "failed"):
+            assert time.monotonic() < deadline, progress
+            time.sleep(3)
+        assert progress["state"] == "success", progress
+        [hit] = requests.get(f"{page}api/search", headers=auth, params={"q": "originally from Chicago", "limit": 1},
+                             timeout=60).json()
+        reference = next(u for u in sample_film.utterances if "originally from Chicago" in u.text)
+        assert hit["start_s"] < reference.end_s and hit["end_s"] > reference.start_s, hit
+        started = psutil.Process(ui.pid).children(recursive=True)
+    finally:
+        ui.send_signal(signal.SIGINT)  # Ctrl-C
+        try:
+            returncode = ui.wait(90)
+        finally:
+            if ui.poll() is None:
+                ui.kill()
+    _, alive = psutil.wait_procs(started, timeout=10)
+    assert returncode == 0, "".join(seen)
+    assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE], alive
