@@ -44,8 +44,8 @@ def _secrets(folder: Path) -> dict[str, str]:
 
 
 def ui_environment(airflow_home: Path, port: int, base: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment of the Airflow processes: LocalExecutor, Airflow's simple login with one admin, the API
-    server on 127.0.0.1:`port`; what `base` (the caller's environment) already sets about them wins."""
+    """The environment of the Airflow processes: `base` (default: this process's environment) with the
+    LocalExecutor, Airflow's simple login with one admin, and the API server on 127.0.0.1:`port` set over it."""
     airflow_home.mkdir(parents=True, exist_ok=True)
     kept = _secrets(airflow_home)
     passwords = airflow_home / "passwords.json"
@@ -66,9 +66,8 @@ def ui_environment(airflow_home: Path, port: int, base: dict[str, str] | None = 
         "AIRFLOW__API__SECRET_KEY": kept["api_secret_key"],
         "TOKENIZERS_PARALLELISM": "false",
     }
-    base = dict(os.environ if base is None else base)
-    # The caller's choices of executor, login or port would not match what is printed: ours win there.
-    return {**base, **ours}
+    # The caller's own choices of executor, login or port would not match what is printed: ours win there.
+    return {**(os.environ if base is None else base), **ours}
 
 
 @dataclass

@@ -2,8 +2,9 @@
 
 On Linux every Airflow 3 task process is a bare `os.fork()` of its supervisor, with no exec: under the
 CeleryExecutor the supervisor is a prefork pool process, itself forked from the `airflow celery worker` main
-process; under the LocalExecutor it is a worker process forked from the scheduler. A module imported before those
-forks is inherited, already imported, by every task process, and its pages are shared copy-on-write.
+process. A module imported there before the pool starts is inherited, already imported, by every task process,
+and its pages are shared copy-on-write. (The LocalExecutor, which `cinedex ui` and `cinedex index` use, gets no
+preload.)
 
 Without this, each task process imported, after its start and before its own work: Airflow's plugins (the cinedex
 page's FastAPI app, with Airflow's API server code), the DAG file's cinedex modules, and then what its stage needs:
@@ -16,9 +17,9 @@ loads its models itself, through the stages' own caches keyed by the run's setti
 a run is honoured exactly as before. A task that crashes is a child process: the worker, and what it imported, lives
 on.
 
-`preload()` runs in the Celery worker's main process (`cinedex.orchestration.celery_config` names this module in
-Celery's `imports`, which only a worker imports, before it starts its pool); the scheduler and the API server never
-import it.
+`preload()` runs in the Celery worker's main process, on Celery's `import_modules` signal, which only a starting
+worker sends, before it starts its pool (`cinedex.orchestration.celery_config`); the scheduler and the API server
+never import this module.
 """
 
 from __future__ import annotations
@@ -56,9 +57,9 @@ PRELOAD_MODULES = (
     "onnxruntime",
     "tokenizers",
     "elasticsearch",
-    # cinedex itself: what the DAG files import.
+    # On-screen text: PP-OCR's ONNX reader.
     "rapidocr_onnxruntime",
-    "resemblyzer",
+    # cinedex itself: what the DAG files import.
     "cinedex.pipeline.asr",
     "cinedex.pipeline.audio",
     "cinedex.pipeline.embeddings",
