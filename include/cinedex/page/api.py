@@ -175,7 +175,7 @@ def create_app(auth: Callable | None = None, settings: Callable[[], Settings] = 
         from cinedex.page import runs
 
         try:
-            return runs.progress(run_id).model_dump()
+            return runs.progress(run_id, settings().home).model_dump()
         except runs.UnknownRun as error:
             raise HTTPException(404, f"no run {run_id} of {runs.DAG_ID}") from error
 

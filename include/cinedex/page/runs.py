@@ -10,9 +10,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from cinedex.core import progress as records
 from cinedex.orchestration.dagspec import INDEX_DAG_ID as DAG_ID, INDEX_TASKS as STAGES, check_conf
 
 ACTIVE = ("running", "queued", "scheduled", "up_for_retry", "up_for_reschedule", "deferred", "restarting")
+FINISHED = ("success", "skipped")
 MAX_ERROR_LINES = 5
 
 
@@ -39,6 +41,11 @@ class TaskProgress(BaseModel):
     try_number: int = 0
     start_date: str | None = None
     end_date: str | None = None
+    done: float | None = Field(None, description="Work done so far, in `unit`s, as the stage last reported it.")
+    total: float | None = Field(None, description="The stage's work in `unit`s (seconds of film, windows ...).")
+    unit: str = ""
+    fraction: float = Field(0.0, description="0 to 1: 1 once finished, in between as the stage reports.")
+    seconds_left: float | None = Field(None, description="At the stage's rate so far; none until it can tell.")
 
 
 class RunProgress(BaseModel):
@@ -51,6 +58,8 @@ class RunProgress(BaseModel):
     start_date: str | None = None
     end_date: str | None = None
     tasks: list[TaskProgress]
+    fraction: float = Field(0.0, description="0 to 1: the share of the run's tasks done, each counted as far as "
+                                             "it has gone.")
     error: str = Field("", description="Why the run failed: the failed tasks' error lines from their logs.")
 
 
@@ -127,8 +136,32 @@ def _error_lines(task_instance) -> list[str]:
     return list(dict.fromkeys(line for line in lines if line))[-MAX_ERROR_LINES:]
 
 
-def progress(run_id: str) -> RunProgress:
-    """The run's state, its tasks' states in pipeline order, the stage it is in, and its error if it failed."""
+def _task_progress(task: TaskProgress, instances: list, parts: dict[str, dict]) -> TaskProgress:
+    """The task's figures from its progress records (`parts`: part -> record; a mapped task's parts are its map
+    indices, each an instance), its fraction counting every finished instance as whole."""
+    fractions = []
+    for ti in instances:
+        part = "" if (ti.map_index is None or ti.map_index < 0) else str(ti.map_index)
+        record = parts.get(part)
+        if str(ti.state) in FINISHED:
+            fractions.append(1.0)
+        elif record is not None and str(ti.state) != "none":
+            fractions.append(records.fraction(record))
+        else:
+            fractions.append(0.0)
+    task.fraction = round(sum(fractions) / len(fractions), 4) if fractions else 0.0
+    if parts:
+        task.done = sum(float(r.get("done") or 0) for r in parts.values())
+        task.total = sum(float(r.get("total") or 0) for r in parts.values())
+        task.unit = next(iter(parts.values())).get("unit", "")
+        if task.state not in FINISHED and len(parts) == 1:
+            task.seconds_left = records.seconds_left(next(iter(parts.values())))
+    return task
+
+
+def progress(run_id: str, home: Path | None = None) -> RunProgress:
+    """The run's state, its tasks' states in pipeline order, the stage it is in, and its error if it failed.
+    `home`: the deployment's CINEDEX_HOME, where running stages write their progress records."""
     from airflow.models import DagModel, DagRun
     from airflow.utils.session import create_session
 
@@ -140,17 +173,18 @@ def progress(run_id: str) -> RunProgress:
         by_task: dict[str, list] = {}
         for ti in run.get_task_instances(session=session):
             by_task.setdefault(ti.task_id, []).append(ti)
+        found = records.read_records(home, run.run_id) if home is not None else {}
         tasks = []
         for task_id in sorted(by_task, key=_stage_order):
             instances = by_task[task_id]
             states = [str(ti.state) if ti.state else "none" for ti in instances]
             state = next((s for s in ("failed", "upstream_failed", *ACTIVE, "none") if s in states), states[0])
-            tasks.append(TaskProgress(task_id=task_id, state=state, instances=len(instances),
-                                      try_number=max(ti.try_number or 0 for ti in instances),
-                                      start_date=_iso(min((ti.start_date for ti in instances if ti.start_date),
-                                                          default=None)),
-                                      end_date=_iso(max((ti.end_date for ti in instances if ti.end_date),
-                                                        default=None))))
+            task = TaskProgress(task_id=task_id, state=state, instances=len(instances),
+                                try_number=max(ti.try_number or 0 for ti in instances),
+                                start_date=_iso(min((ti.start_date for ti in instances if ti.start_date),
+                                                    default=None)),
+                                end_date=_iso(max((ti.end_date for ti in instances if ti.end_date), default=None)))
+            tasks.append(_task_progress(task, instances, found.get(task_id, {})))
         stage = next((t.task_id for t in tasks if t.state in ACTIVE), "")
         if not stage:
             stage = next((t.task_id for t in tasks if t.state == "failed"), "")
@@ -167,7 +201,9 @@ def progress(run_id: str) -> RunProgress:
         return RunProgress(run_id=run.run_id, state=str(run.state), stage=stage,
                            video=str((run.conf or {}).get("video", "")),
                            paused=bool(dag_model and dag_model.is_paused and str(run.state) == "queued"),
-                           start_date=_iso(run.start_date), end_date=_iso(run.end_date), tasks=tasks, error=error)
+                           start_date=_iso(run.start_date), end_date=_iso(run.end_date), tasks=tasks,
+                           fraction=1.0 if str(run.state) == "success" else
+                           round(sum(t.fraction for t in tasks) / len(tasks), 4) if tasks else 0.0, error=error)
 
 
 class LastRun(BaseModel):

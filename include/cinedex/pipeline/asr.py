@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 
 from cinedex.core.artifacts import cached_stage
 from cinedex.core.mediatime import MediaTime
+from cinedex.core.progress import Progress
 from cinedex.core.settings import Settings, bundled_asr_model
 from cinedex.pipeline.characters import voice_name
 from cinedex.pipeline import speech_checks
@@ -150,13 +151,12 @@ def _decode(pipeline, audio: np.ndarray, chunks: list[dict], settings: Settings,
     segments, info = faster_whisper.BatchedInferencePipeline(pipeline.model).transcribe(
         audio, language=settings.language or None, batch_size=settings.asr_batch_size, word_timestamps=True,
         clip_timestamps=chunks)
-    decoded, started, duration, next_report = [], time.perf_counter(), len(audio) / SAMPLE_RATE, 0.1
+    decoded = []
+    progress = Progress(settings.home, len(audio) / SAMPLE_RATE, "s of audio decoded", log, name=f"asr: {name}")
     for segment in segments:  # a generator: decoding happens batch by batch while it is consumed
         decoded.append(segment)
-        if segment.end >= next_report * duration:
-            log.info("asr: %s: %d segments, %.0f of %.0f s decoded in %.1f s", name, len(decoded), segment.end,
-                     duration, time.perf_counter() - started)
-            next_report = int(segment.end / duration * 10 + 1) / 10
+        progress.update(segment.end)
+    progress.finish()
     return decoded, info.language
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cinedex.core.progress import Progress
 from cinedex.pipeline.voice_encoder import VoiceEncoder, load_voice_encoder, mel_frames
 
 log = logging.getLogger(__name__)
@@ -156,7 +157,7 @@ def _embed(encoder: VoiceEncoder, pieces: list[np.ndarray]) -> list[np.ndarray]:
                                 for i in range(0, len(batch), EMBEDDING_BATCH)]))
 
 
-def _scan(audio_path: Path, name: str) -> _Scan:
+def _scan(audio_path: Path, name: str, home: Path | None = None) -> _Scan:
     import soundfile
 
     session, encoder = load_segmentation(), load_voice_encoder()
@@ -168,7 +169,7 @@ def _scan(audio_path: Path, name: str) -> _Scan:
         scan.duration_s = duration = sound.frames / SAMPLE_RATE
         starts = _window_starts(duration)
         owned = _owned_frames(starts, duration)
-        started, next_report = time.perf_counter(), 0.1
+        progress = Progress(home, duration, "s of audio read", log, name=f"diarization: {name}")
         for first in range(0, len(starts), WINDOWS_PER_BLOCK):
             block = starts[first:first + WINDOWS_PER_BLOCK]
             sound.seek(int(round(block[0] * SAMPLE_RATE)))
@@ -195,11 +196,8 @@ def _scan(audio_path: Path, name: str) -> _Scan:
             wanted = [m for m in mels if m is not None]
             vectors = iter(_embed(encoder, wanted) if wanted else [])
             scan.embeddings.extend(next(vectors) if m is not None else None for m in mels)
-            done = min(block[-1] + WINDOW_S, duration)
-            if done >= next_report * duration or first + WINDOWS_PER_BLOCK >= len(starts):
-                log.info("diarization: %s: %.0f of %.0f s read, %d voice pieces, in %.1f s", name, done,
-                         duration, len(scan.pieces), time.perf_counter() - started)
-                next_report = int(done / duration * 10 + 1) / 10
+            progress.update(min(block[-1] + WINDOW_S, duration))
+        progress.finish()
     return scan
 
 
@@ -319,12 +317,13 @@ def _turns(track: np.ndarray) -> list[tuple[float, float]]:
     return [(round(a, 3), round(b, 3)) for a, b in bridged if b - a >= MIN_TURN_S]
 
 
-def diarize(audio_path: Path, max_speakers: int | None = None) -> Diarization:
+def diarize(audio_path: Path, max_speakers: int | None = None, home: Path | None = None) -> Diarization:
     """Speaker turns of a 16 kHz mono audio file (WAV, FLAC: what soundfile reads), read a block at a time.
-    Labels are SPEAKER_00, SPEAKER_01, ... in the order the speakers are first heard."""
+    Labels are SPEAKER_00, SPEAKER_01, ... in the order the speakers are first heard. `home`: where a running
+    task's progress record goes (see cinedex.core.progress)."""
     name = Path(audio_path).name
     started = time.perf_counter()
-    scan = _scan(Path(audio_path), name)
+    scan = _scan(Path(audio_path), name, home)
     labels, voices = _labels(scan, max_speakers)
     active = _tracks(scan, labels, len(voices))
     per_speaker = [_turns(active[:, s]) for s in range(len(voices))]

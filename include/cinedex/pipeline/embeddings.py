@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from cinedex.core.artifacts import cached_stage
+from cinedex.core.progress import Progress
 from cinedex.index.embedder import encode
 from cinedex.core.model import read_events
 from cinedex.pipeline.ingest import IngestedVideo
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 
 VECTORS_FILE = "vectors.npy"
 IDS_FILE = "ids.json"
+PROGRESS_CHUNK = 512  # events encoded between two progress reports: many model batches, so nothing is lost
 
 
 def embed_events(video: IngestedVideo, validation_dir: Path, settings: Settings) -> Path:
@@ -29,8 +31,16 @@ def embed_events(video: IngestedVideo, validation_dir: Path, settings: Settings)
     def write(folder: Path) -> None:
         events = read_events(Path(validation_dir) / VALID_FILE)
         started = time.monotonic()
-        vectors = encode([EVENT_FIELDS.passage(e) for e in events], settings.embedding_model,
-                         settings.embedding_batch_size)
+        passages = [EVENT_FIELDS.passage(e) for e in events]
+        progress = Progress(settings.home, len(passages), "events embedded", log, name=f"embeddings: {video.name}")
+        parts = []
+        for first in range(0, len(passages), PROGRESS_CHUNK):
+            parts.append(encode(passages[first:first + PROGRESS_CHUNK], settings.embedding_model,
+                                settings.embedding_batch_size))
+            progress.advance(len(parts[-1]))
+        progress.finish()
+        vectors = np.concatenate(parts) if parts else encode([], settings.embedding_model,
+                                                             settings.embedding_batch_size)
         elapsed = time.monotonic() - started
         np.save(folder / VECTORS_FILE, vectors)
         (folder / IDS_FILE).write_text(json.dumps([e.id for e in events]))

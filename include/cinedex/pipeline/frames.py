@@ -73,6 +73,7 @@ from pydantic import BaseModel
 
 from cinedex.core.artifacts import cached_stage
 from cinedex.core.mediatime import MediaTime
+from cinedex.core.progress import Progress
 from cinedex.core.settings import Settings
 from cinedex.pipeline import shots
 from cinedex.pipeline.ingest import MEDIA_INPUT, IngestedVideo
@@ -555,6 +556,7 @@ def sample(video: IngestedVideo, settings: Settings, out_dir: Path) -> FrameSamp
         try:
             plans = {"boundary": 0, "floor": 0, "skip": 0}
             pass_one_s = 0.0
+            progress = Progress(settings.home, info.duration_s, "s of film swept", log, name=f"frames: {video.name}")
 
             def anchors() -> Iterator[_Anchor]:
                 nonlocal pass_one_s
@@ -568,12 +570,14 @@ def sample(video: IngestedVideo, settings: Settings, out_dir: Path) -> FrameSamp
                     if anchor is None:
                         return
                     plans[anchor.plan] += 1
+                    progress.update(anchor.time_s)  # pass 2 has swept the film up to this anchor
                     yield anchor
 
             started = time.perf_counter()
             sweep = _Sweep(settings, frames_dir, learned)
             decoded = _sweep_film(stretches, anchors(), sweep, settings, info.duration_s)
             sweep.finish()
+            progress.finish()
             pass_two_s = time.perf_counter() - started - pass_one_s
             log.info("frames: pass 1 decoded %d anchors of %s (%d frames, %.1f s) in %.1f s; stretches to decode: %d "
                      "for boundaries, %d for the floor rate, %d not", sum(plans.values()), video.name,

@@ -40,6 +40,7 @@ import numpy as np
 
 from cinedex.core.artifacts import cached_stage
 from cinedex.core.model import Event, read_events, write_events
+from cinedex.core.progress import Progress
 from cinedex.core.settings import Settings
 from cinedex.pipeline.frames import FrameSampling, load_sampling, output_size
 from cinedex.pipeline.ingest import MEDIA_INPUT, IngestedVideo
@@ -391,15 +392,17 @@ class TextReading:
     counts: TextCounts
 
 
-def read_text(video: IngestedVideo, sampling: FrameSampling) -> TextReading:
+def read_text(video: IngestedVideo, sampling: FrameSampling, home: Path | None = None) -> TextReading:
     """The film's on-screen texts as events (source "ocr"), from its sampled frames (paths absolute, as
-    `load_sampling` gives them) and the source."""
+    `load_sampling` gives them) and the source. `home`: where a running task's progress record goes."""
     counts = TextCounts(frames=len(sampling.frames))
     source = _Source(video, counts)
     tracker = _Tracker()
     tokens, refilled_s = float(_DETECTION_BURST), 0.0
     last_grid, last_blocks, earlier = None, [], []
-    for frame in sampling.frames:
+    progress = Progress(home, len(sampling.frames), "frames looked at", log, name=f"on-screen text: {video.name}")
+    for number, frame in enumerate(sampling.frames):
+        progress.update(number)
         tokens = min(_DETECTION_BURST, tokens + (frame.time_s - refilled_s) * _DETECTIONS_PER_MINUTE / 60)
         refilled_s = frame.time_s
         bgr = cv2.imread(frame.path)
@@ -423,6 +426,7 @@ def read_text(video: IngestedVideo, sampling: FrameSampling) -> TextReading:
             blocks = _blocks(lines, flat)
         tracker.observe(frame.time_s, blocks)
         last_grid, last_blocks = grid, blocks
+    progress.finish()
 
     shots = sampling.shots
     starts = [shot.start_s for shot in shots]
@@ -509,7 +513,7 @@ def read_on_screen_text(video: IngestedVideo, frames_dir: Path, settings: Settin
 
     def write(folder: Path) -> None:
         sampling = load_sampling(frames_dir)
-        reading = read_text(video, sampling) if sampling.frames else TextReading([], TextCounts())
+        reading = read_text(video, sampling, settings.home) if sampling.frames else TextReading([], TextCounts())
         write_events(reading.events, folder / TEXT_FILE)
         (folder / COUNTS_FILE).write_text(json.dumps(asdict(reading.counts), indent=1))
 

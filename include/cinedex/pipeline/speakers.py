@@ -82,7 +82,7 @@ def speaker_turns(audio_path: Path, settings: Settings) -> tuple[SpeakerTurns, d
     if engine == "local":
         from cinedex.pipeline.diarization import diarize
 
-        found = diarize(audio_path, max_speakers=most)
+        found = diarize(audio_path, max_speakers=most, home=settings.home)
         return (SpeakerTurns(turns=[(t.start_s, t.end_s, t.speaker) for t in found.turns],
                              note=f"speakers from the local diarization ({len(found.speakers)} voices)"),
                 {name: [round(float(x), 5) for x in voice] for name, voice in found.centroids.items()})

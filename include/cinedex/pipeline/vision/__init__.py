@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 from cinedex.core.artifacts import settings_key
+from cinedex.core.progress import Progress
 from cinedex.core.settings import Settings
 from cinedex.pipeline.vision.http_backend import OpenAIBackend
 from cinedex.pipeline.vision.prompt import MIN_TOKENS_PER_PATCH
@@ -66,6 +67,8 @@ def describe_batch(windows_dir: Path, batch: int, settings: Settings) -> Path:
     todo = [plan.windows[i] for i in plan.batches[batch] if not (folder / f"window_{i:05d}.json").exists()]
     log.info("vision: batch %d: %d windows, %d already done", batch, len(plan.batches[batch]),
              len(plan.batches[batch]) - len(todo))
+    progress = Progress(settings.home, len(plan.batches[batch]), "windows described", log,
+                        name=f"vision: batch {batch}", part=batch, done=len(plan.batches[batch]) - len(todo))
     options = options_from(settings)
     backend = backend_for(settings)
     for start in range(0, len(todo), options.batch_size):
@@ -75,5 +78,6 @@ def describe_batch(windows_dir: Path, batch: int, settings: Settings) -> Path:
             scratch = target.with_name(f".{target.stem}.{os.getpid()}.partial")  # two runs of a video may overlap
             scratch.write_text(result.model_dump_json())
             scratch.replace(target)
-        log.info("vision: batch %d: %d of %d windows described", batch, start + len(chunk), len(todo))
+            progress.advance(1)
+    progress.finish()
     return folder
