@@ -361,3 +361,29 @@ def test_a_process_that_loads_the_plugin_starts_no_model_and_exits_cleanly():
              "assert 'onnxruntime' not in sys.modules, 'the embedder was loaded'")
     done = subprocess.run([sys.executable, "-c", check, str(plugins)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_report_strip_inlines_a_bounded_number_of_thumbnails_and_lists_the_stages(film):
+    from cinedex.page import report
+    from cinedex.pipeline.frames import load_sampling
+
+    sampling = load_sampling(next(film["settings"].artifacts_dir.glob(f"{film['video'].video_id}/frames-*")))
+    # A film of a thousand shots (the sample's shots repeated along 10 hours): the strip keeps at most
+    # STRIP_THUMBNAILS of them, so the report stays small.
+    many = [shot.model_copy(update={"shot_id": i, "start_s": 36.0 * i, "end_s": 36.0 * (i + 1)})
+            for i, shot in enumerate(sampling.shots * (1000 // len(sampling.shots) + 1))][:1000]
+    records = {"transcribe": {"": {"done": 34.6, "total": 34.6, "unit": "s of audio decoded", "try_number": 2,
+                                   "elapsed_s": 12.5, "written_at": 1000.0}},
+               "describe_windows": {"0": {"done": 3, "total": 3, "unit": "windows described", "try_number": 1,
+                                          "elapsed_s": 40.0, "written_at": 2000.0},
+                                    "1": {"done": 2, "total": 2, "unit": "windows described", "try_number": 1,
+                                          "elapsed_s": 30.0, "written_at": 2000.0}}}
+    stages = report.stage_figures(records)
+    assert [s["task"] for s in stages] == ["transcribe", "describe_windows"]
+    html = report.render_report(film["video"], [], many, {"valid": 0, "total": 0}, "docs.html", "run-1",
+                                stages=stages)
+    images = html.count('<image href="data:image/jpeg;base64,')
+    assert 100 <= images <= report.STRIP_THUMBNAILS
+    assert len(html) < 1_500_000
+    assert "<td>describe_windows</td><td>5 of 5 windows described</td><td>70.0 s</td><td>1</td>" in html
+    assert "<td>transcribe</td><td>35 of 35 s of audio decoded</td><td>12.5 s</td><td>2</td>" in html

@@ -155,14 +155,36 @@ def test_upload_index_search_and_play_from_the_hit(airflow_services, browser_pag
     page.set_input_files("#upload-file", sample_film.path)
     page.click("#upload-button")
     page.wait_for_selector("#run-state", state="visible", timeout=60_000)
+    # The upload's bar is full once the run starts, and says how much was sent.
+    assert float(page.eval_on_selector("#upload-progress", "bar => bar.value")) == 1.0
+    megabytes = f"{Path(sample_film.path).stat().st_size / 1e6:.1f}"
+    assert page.inner_text("#upload-bytes") == f"{megabytes} of {megabytes} MB sent"
     shot("04-run-started")
+    # The run's progress bar moves as its stages go: read it until the run ends, a screenshot when it first moves
+    # and when it first passes half way.
+    seen, deadline = [], time.monotonic() + RUN_TIMEOUT_S
     try:
-        page.wait_for_selector("#run[data-finished]", timeout=RUN_TIMEOUT_S * 1000)
+        while not page.get_attribute("#run", "data-finished"):
+            assert time.monotonic() < deadline, page.inner_text("#run")
+            value = float(page.eval_on_selector("#run-progress", "bar => bar.value"))
+            if value > 0 and not any(0 < v for v in seen):
+                shot("04a-run-progress-moving")
+            if value >= 0.5 and not any(v >= 0.5 for v in seen):
+                shot("04b-run-progress-half-way")
+            seen.append(value)
+            time.sleep(0.5)
     finally:
         shot("05-run-finished")
     state = page.get_attribute("#run", "data-finished")
     assert state == "success", page.inner_text("#run") + "\n" + airflow_services["logs"]["scheduler"].read_text()[-3000:]
     assert page.inner_text("#run-stage") == "write_report"
+    assert float(page.eval_on_selector("#run-progress", "bar => bar.value")) == 1.0
+    assert page.inner_text("#run-percent") == "100%"
+    between = sorted({v for v in seen if 0 < v < 1})
+    assert len(between) >= 3, seen  # it advanced through stages, not from nothing to done
+    assert seen == sorted(seen), seen  # and never went back
+    # Each stage's own bar is full once it is done, and the stage's figures were recorded as it went.
+    assert page.eval_on_selector("#run-tasks tr[data-task=transcribe] progress", "bar => bar.value") == 1
     assert page.locator("#run-tasks tr[data-task=load] .state").inner_text() == "success"
     if airflow_services["configuration"] == "compose-elasticsearch":
         # As deployed: speech (and vision) on the `gpu` worker through the `gpu` pool, the rest on the default one.
@@ -191,7 +213,14 @@ def test_upload_index_search_and_play_from_the_hit(airflow_services, browser_pag
     reference = next(u for u in sample_film.utterances if "Yankee" in u.text)
     assert abs(start - reference.start_s) <= 1.0
 
-    first.click()
+    # From the keyboard: down to the next hit, back up, Enter plays the one in focus.
+    first.focus()
+    if page.locator("#hits .hit").count() > 1:
+        page.keyboard.press("ArrowDown")
+        assert page.evaluate("document.activeElement === document.querySelectorAll('#hits .hit')[1]")
+        page.keyboard.press("ArrowUp")
+    assert page.evaluate("document.activeElement === document.querySelector('#hits .hit')")
+    page.keyboard.press("Enter")
     # The player seeks to the hit's start and plays from there: its time is the start, give or take the play time.
     page.wait_for_function(
         """start => { const p = document.getElementById("search-player");
@@ -212,6 +241,48 @@ def test_upload_index_search_and_play_from_the_hit(airflow_services, browser_pag
     events_shown = page.locator("#event-table tbody tr")
     assert events_shown.count() > 0 and "Yankee" in page.inner_text("#event-table")
     shot("09-film-view")
+
+    # The film at a glance: a strip of every shot's thumbnail, a row per speaker (shown as names or "Speaker N",
+    # never raw labels), the search's hits placed where they are, zoom down to a minute, and a click plays.
+    shots_shown = page.locator("#timeline .lane.thumbs .bar img")
+    film = page.evaluate("currentFilm")
+    assert shots_shown.count() == len(film["shots"]) > 1
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=shots_shown.first.element_handle(),
+                           timeout=30_000)
+    labels = page.locator("#timeline .lane-label.asr").all_inner_texts()
+    assert labels and not [label for label in labels if label.startswith("SPEAKER_")], labels
+    assert len(labels) == len({e["speaker"] for e in film["timeline"] if e["source"] == "asr"})
+    hit_bars = page.locator("#timeline .lane.hit .bar")
+    assert hit_bars.count() >= 1 and abs(float(hit_bars.first.get_attribute("data-start")) - start) < 0.01
+    # Zoomed in to 10 seconds across the view (the sample film is shorter than a minute: a film's longest zoom is
+    # the whole film, its shortest 10 s).
+    assert page.locator("#timeline-zoom option").all_inner_texts()[0] == "whole film"
+    page.select_option("#timeline-zoom", "10")
+    widths = page.evaluate("""() => [document.querySelector('#timeline .timeline-track').clientWidth,
+                                     document.querySelector('#timeline .timeline-scroll').clientWidth]""")
+    assert widths[0] == pytest.approx(widths[1] * sample_film.duration_s / 10, rel=0.05)
+    line = page.locator("#timeline .lane.asr .bar").nth(1)
+    line.scroll_into_view_if_needed()
+    line_start = float(line.get_attribute("data-start"))
+    line.focus()
+    page.keyboard.press("Enter")  # the timeline works from the keyboard too
+    page.wait_for_function(
+        """start => { const p = document.getElementById("film-player");
+                      return p.readyState >= 1 && !p.seeking && Math.abs(p.currentTime - start) < 1.5; }""",
+        arg=line_start, timeout=30_000)
+    playhead = page.evaluate("parseFloat(document.querySelector('#timeline .playhead').style.left)")
+    assert abs(playhead / 100 * sample_film.duration_s - line_start) < 2.0
+    shot("09a-film-timeline-zoomed")
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone
+    too_wide = page.evaluate("""() => {
+        const scrolls = (e) => { for (let a = e.parentElement; a; a = a.parentElement)
+                                   if (getComputedStyle(a).overflowX !== "visible") return true; return false; };
+        return [...document.querySelectorAll("body *")].filter((e) => e.getClientRects().length
+            && e.getBoundingClientRect().right > window.innerWidth + 1 && !scrolls(e))
+          .map((e) => `${e.tagName}#${e.id}.${e.className}`); }""")
+    assert not too_wide and page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), too_wide
+    shot("09b-film-view-phone")
+    page.set_viewport_size({"width": 1280, "height": 900})
 
     # What a model writes is shown as text: a hostile visual event added to the film's indexed events.
     from cinedex.core.model import Event

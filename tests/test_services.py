@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -210,6 +211,13 @@ def test_killing_the_gpu_worker_mid_inference_loses_and_doubles_nothing(stack, s
         f"run_id={run_id}/task_id=describe_windows/map_index={killed_map_index}/attempt={killed['try_number']}.log"))
     resumed = [line for line in retry_log.splitlines() if "already done" in line]
     assert resumed and windows_at_kill >= 1, retry_log[-3000:]
+    # Its progress record is the retry's: it started from the windows it found done and ended with all of them.
+    from cinedex.core import progress
+
+    record = progress.read_records(stack.home, run_id)["describe_windows"][str(killed_map_index)]
+    already = int(re.search(r"(\d+) already done", resumed[-1]).group(1))
+    assert record["try_number"] == killed["try_number"] and record["resumed_at"] == already, record
+    assert record["done"] == record["total"] and progress.fraction(record) == 1.0
     assert events_of(stack, video_id) == clean_ids  # same ids, none missing, none doubled
 
 

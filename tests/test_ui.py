@@ -80,6 +80,23 @@ def test_cinedex_ui_serves_the_page_indexes_an_upload_and_stops_cleanly(tmp_path
             assert time.monotonic() < deadline, progress
             time.sleep(3)
         assert progress["state"] == "success", progress
+        # The stages reported their work as they went, in their own units, and the run counts as all done.
+        assert progress["fraction"] == 1.0
+        by_task = {t["task_id"]: t for t in progress["tasks"]}
+        assert all(t["fraction"] == 1.0 for t in progress["tasks"]), progress["tasks"]
+        transcribed = by_task["transcribe"]
+        assert transcribed["unit"] == "s of audio decoded"
+        assert transcribed["done"] == transcribed["total"] == pytest.approx(sample_film.duration_s, abs=0.5)
+        assert by_task["sample_frames"]["total"] == pytest.approx(sample_film.duration_s, abs=0.5)
+        assert by_task["read_text"]["unit"] == "frames looked at" and by_task["read_text"]["total"] > 10
+        assert by_task["embed"]["done"] == by_task["embed"]["total"] > 0
+        # The run's report shows the film's shots as pictures and the long stages' work and times.
+        [film] = requests.get(f"{page}api/films", headers=auth, timeout=30).json()
+        report = requests.get(f"{page}api/films/{film['video_id']}/files/{film['report']}", headers=auth,
+                              timeout=30).text
+        assert report.count('<image href="data:image/jpeg;base64,') == len(
+            requests.get(f"{page}api/films/{film['video_id']}", headers=auth, timeout=30).json()["shots"])
+        assert "<td>transcribe</td><td>35 of 35 s of audio decoded</td>" in report
         [hit] = requests.get(f"{page}api/search", headers=auth, params={"q": "originally from Chicago", "limit": 1},
                              timeout=60).json()
         reference = next(u for u in sample_film.utterances if "originally from Chicago" in u.text)

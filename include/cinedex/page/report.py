@@ -1,14 +1,16 @@
 """The run report: one self-contained HTML page per film, written at the end of every run of the index DAG.
 
-It holds a timeline picture (inline SVG: shots, chapters, who speaks when, visual events), the film's summary and
-chapters, what the index holds, and the validation outcome with a link to the run's Great Expectations Data Docs
-(a relative link, so it works from the artifact folder on disk and through the cinedex page alike).
+It holds a timeline picture (inline SVG: a strip of shot thumbnails, shots, chapters, who speaks when, on-screen
+text, visual events), the film's summary and chapters, what the index holds, the run's long stages with their work
+and times (from their progress records), and the validation outcome with a link to the run's Great Expectations Data
+Docs (a relative link, so it works from the artifact folder on disk and through the cinedex page alike).
 
 Every text in it may come from a model or a transcript: all of it is escaped, and the page runs no script.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -18,7 +20,10 @@ from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
 
+import cv2
+
 from cinedex import PIPELINE_VERSION
+from cinedex.core import progress
 from cinedex.core.model import read_events
 from cinedex.pipeline.validation import VALID_FILE
 from cinedex.pipeline.frames import Shot, load_sampling
@@ -32,6 +37,9 @@ log = logging.getLogger(__name__)
 REPORT_FILE = "report.html"
 TIMELINE_WIDTH = 1000
 ROW_HEIGHT, LABEL_WIDTH = 18, 110
+# The strip of shot thumbnails: at most this many (spread over the film; the picture is 890 px wide), each shrunk
+# and inlined, so a film of a thousand shots still makes a report of a few hundred KB.
+STRIP_HEIGHT, STRIP_THUMBNAILS = 40, 150
 # Tableau 10, one colour per scene type in the model's order; a new scene type takes the next free colour.
 PALETTE = ("#4e79a7", "#e15759", "#59a14f", "#b07aa1", "#edc948", "#9c755f", "#bab0ac", "#f28e2b", "#76b7b2",
            "#ff9da7")
@@ -44,10 +52,43 @@ def _x(seconds: float, duration_s: float) -> float:
     return LABEL_WIDTH + span * min(max(seconds, 0.0), duration_s) / duration_s if duration_s > 0 else LABEL_WIDTH
 
 
+def _row_y(row: int) -> int:
+    return STRIP_HEIGHT + 4 + row * ROW_HEIGHT
+
+
 def _bar(start_s: float, end_s: float, row: int, duration_s: float, colour: str, tip: str) -> str:
     x0, x1 = _x(start_s, duration_s), _x(end_s, duration_s)
-    return (f'<rect x="{x0:.1f}" y="{row * ROW_HEIGHT + 2}" width="{max(x1 - x0, 1.0):.1f}" '
+    return (f'<rect x="{x0:.1f}" y="{_row_y(row) + 2}" width="{max(x1 - x0, 1.0):.1f}" '
             f'height="{ROW_HEIGHT - 4}" fill="{colour}"><title>{escape(tip)}</title></rect>')
+
+
+def _inline_jpeg(path: str, height: int) -> str | None:
+    """The picture shrunk to twice `height` (sharp on a high-density screen) as a data: URL, or None if unreadable."""
+    picture = cv2.imread(path) if path else None
+    if picture is None:
+        return None
+    h, w = picture.shape[:2]
+    small = cv2.resize(picture, (max(1, round(w * 2 * height / h)), 2 * height), interpolation=cv2.INTER_AREA)
+    ok, data = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 70])
+    return f"data:image/jpeg;base64,{base64.b64encode(data.tobytes()).decode()}" if ok else None
+
+
+def _strip(duration_s: float, shots: list[Shot]) -> list[str]:
+    """Shot thumbnails along the film; with more shots than fit, evenly spread ones, each until the next shown."""
+    if not shots:
+        return []
+    step = max(1, -(-len(shots) // STRIP_THUMBNAILS))
+    shown = shots[::step]
+    parts = []
+    for shot, after in zip(shown, [*shown[1:], None]):
+        image = _inline_jpeg(shot.thumbnail, STRIP_HEIGHT)
+        if image is None:
+            continue
+        x0, x1 = _x(shot.start_s, duration_s), _x(after.start_s if after else shot.end_s, duration_s)
+        parts.append(f'<image href="{image}" x="{x0:.1f}" y="0" width="{max(x1 - x0, 1.0):.1f}" '
+                     f'height="{STRIP_HEIGHT}" preserveAspectRatio="xMidYMid slice">'
+                     f"<title>shot {shot.shot_id} {_span(shot.start_s, shot.end_s)}</title></image>")
+    return parts
 
 
 def _span(start_s: float, end_s: float) -> str:
@@ -55,7 +96,8 @@ def _span(start_s: float, end_s: float) -> str:
 
 
 def timeline_svg(duration_s: float, shots: list[Shot], events: list[Event]) -> str:
-    """Rows of bars along the film: shots, chapters, one row per speaker, visual events coloured by scene type."""
+    """Rows of bars along the film under a strip of its shots' thumbnails: shots, chapters, one row per speaker,
+    on-screen text, visual events coloured by scene type."""
     speakers = list(dict.fromkeys(e.speaker or "(unknown voice)" for e in events if e.source == "asr"))
     rows: list[tuple[str, list[str]]] = []
     rows.append(("shots", [_bar(s.start_s, s.end_s, len(rows), duration_s, ("#888", "#bbb")[s.shot_id % 2],
@@ -68,16 +110,21 @@ def timeline_svg(duration_s: float, shots: list[Shot], events: list[Event]) -> s
         lines = [e for e in events if e.source == "asr" and (e.speaker or "(unknown voice)") == speaker]
         rows.append((speaker, [_bar(e.start_s, e.end_s, len(rows), duration_s, SCENE_COLOURS["dialogue"],
                                     f"{_span(e.start_s, e.end_s)} {speaker}: {e.content}") for e in lines]))
+    texts = [e for e in events if e.source == "ocr"]
+    if texts:
+        rows.append(("on-screen text", [_bar(e.start_s, e.end_s, len(rows), duration_s, PALETTE[4],
+                                             f"{_span(e.start_s, e.end_s)} {e.content}") for e in texts]))
     visual = [e for e in events if e.source == "vision"]
     rows.append(("visual events", [_bar(e.start_s, e.end_s, len(rows), duration_s,
                                         SCENE_COLOURS.get(e.scene_type, OTHER_COLOUR),
                                         f"{_span(e.start_s, e.end_s)} [{e.scene_type}] {e.event or e.content}")
                                    for e in visual]))
-    height = len(rows) * ROW_HEIGHT + 20
+    height = _row_y(len(rows)) + 20
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {TIMELINE_WIDTH} {height}" '
-             f'width="100%" role="img" aria-label="timeline of the film">']
+             f'width="100%" role="img" aria-label="timeline of the film">',
+             f'<text x="4" y="{STRIP_HEIGHT // 2 + 4}" font-size="11">thumbnails</text>', *_strip(duration_s, shots)]
     for number, (label, bars) in enumerate(rows):
-        parts.append(f'<text x="4" y="{number * ROW_HEIGHT + 13}" font-size="11">{escape(label[:18])}</text>')
+        parts.append(f'<text x="4" y="{_row_y(number) + 13}" font-size="11">{escape(label[:18])}</text>')
         parts.extend(bars)
     ticks = 10
     for i in range(ticks + 1):
@@ -93,9 +140,25 @@ def _list(values: list[str]) -> str:
     return ", ".join(escape(v) for v in values) or "none"
 
 
+def stage_figures(records: dict[str, dict[str, dict]]) -> list[dict]:
+    """The run's long stages from their progress records (see cinedex.core.progress), in the order they started:
+    work done, of what, in how many task-seconds (a mapped task's parts summed), and the last try."""
+    rows = []
+    for task_id, parts in records.items():
+        first = next(iter(parts.values()))
+        rows.append({"task": task_id, "done": sum(float(r.get("done") or 0) for r in parts.values()),
+                     "total": sum(float(r.get("total") or 0) for r in parts.values()), "unit": first.get("unit", ""),
+                     "seconds": sum(float(r.get("elapsed_s") or 0) for r in parts.values()),
+                     "try_number": max(int(r.get("try_number") or 0) for r in parts.values()),
+                     "started": min(float(r.get("written_at") or 0) - float(r.get("elapsed_s") or 0)
+                                    for r in parts.values())})
+    return sorted(rows, key=lambda row: row["started"])
+
+
 def render_report(video: IngestedVideo, events: list[Event], shots: list[Shot], validation: dict,
-                  data_docs_href: str, run_id: str = "", written_at: datetime | None = None) -> str:
-    """The report page as one HTML string; it loads nothing from anywhere."""
+                  data_docs_href: str, run_id: str = "", written_at: datetime | None = None,
+                  stages: list[dict] | None = None) -> str:
+    """The report page as one HTML string; it loads nothing from anywhere. `stages`: `stage_figures` of the run."""
     written_at = written_at or datetime.now(timezone.utc)
     summary = next((e for e in events if e.source == "summary"), None)
     chapters = [e for e in events if e.source == "chapter"]
@@ -112,6 +175,9 @@ def render_report(video: IngestedVideo, events: list[Event], shots: list[Shot], 
     chapter_rows = "".join(
         f"<tr><td>{_span(c.start_s, c.end_s)}</td><td>{escape(c.event)}</td><td>{escape(c.content)}</td></tr>"
         for c in chapters)
+    stage_rows = "".join(
+        f"<tr><td>{escape(row['task'])}</td><td>{row['done']:,.0f} of {row['total']:,.0f} {escape(row['unit'])}</td>"
+        f"<td>{row['seconds']:,.1f} s</td><td>{row['try_number']}</td></tr>" for row in stages or [])
     info = video.info
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -143,6 +209,9 @@ vertical-align: top; }} .ok {{ color: #2a7d2a; }} .bad {{ color: #b22; }} code {
 <tr><th>speakers</th><td>{_list(speakers)}</td></tr>
 <tr><th>languages</th><td>{_list(languages)}</td></tr>
 </table>
+<h2>The run's long stages</h2>
+{f"<table><tr><th>task</th><th>work</th><th>time</th><th>try</th></tr>{stage_rows}</table>" if stage_rows else
+ "<p>No stage of this run recorded its progress (it ran outside Airflow, or every stage was reused from cache).</p>"}
 <h2>Validation</h2>
 <p class="{"ok" if passed else "bad"}">{"Passed" if passed else "Failed"}: {validation.get("valid", 0)} of
 {validation.get("total", 0)} events valid and indexed, {validation.get("quarantined", 0)} quarantined
@@ -174,7 +243,9 @@ def write_report(video: IngestedVideo, validation_dir: Path, settings: Settings,
     target = folder / REPORT_FILE
     scratch = folder / f".{REPORT_FILE}.{os.getpid()}.{threading.get_ident()}"
     data_docs = f"../{validation_dir.name}/data_docs/index.html"
-    scratch.write_text(render_report(video, events, shots, validation, data_docs, run_id), encoding="utf-8")
+    stages = stage_figures(progress.read_records(settings.home, run_id)) if run_id else []
+    scratch.write_text(render_report(video, events, shots, validation, data_docs, run_id, stages=stages),
+                       encoding="utf-8")
     scratch.replace(target)
     log.info("report: %s written to %s", video.name, target)
     return target

@@ -152,9 +152,18 @@ function uploadFile(file) {
     const request = new XMLHttpRequest();
     request.open("PUT", `api/uploads?name=${encodeURIComponent(file.name)}`);
     request.setRequestHeader("Content-Type", "application/octet-stream");
-    const bar = $("upload-progress");
-    bar.hidden = false;
-    request.upload.onprogress = (e) => { if (e.lengthComputable) bar.value = e.loaded / e.total; };
+    const bar = $("upload-progress"), sent = $("upload-bytes");
+    const megabytes = (bytes) => (bytes / 1e6).toFixed(1);
+    bar.hidden = sent.hidden = false;
+    request.upload.onprogress = (e) => {
+      if (!e.lengthComputable) return;
+      bar.value = e.loaded / e.total;
+      sent.textContent = `${megabytes(e.loaded)} of ${megabytes(e.total)} MB sent`;
+    };
+    request.upload.onload = () => {
+      bar.value = 1;
+      sent.textContent = `${megabytes(file.size)} of ${megabytes(file.size)} MB sent`;
+    };
     request.onload = () => {
       let body = {};
       try { body = JSON.parse(request.responseText); } catch (_) { /* not JSON */ }
@@ -167,6 +176,22 @@ function uploadFile(file) {
 }
 
 let runTimer = null;
+
+function duration(seconds) {
+  const s = Math.round(seconds);
+  return s < 60 ? `${s} s` : s < 3600 ? `${Math.floor(s / 60)} min ${s % 60} s` : `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+}
+
+// "412 of 1200 s of audio decoded, about 2 min 10 s left": the stage's own figures while it runs.
+function taskProgress(task) {
+  const bar = el("progress", { max: "1", value: String(task.fraction), "aria-label": `${task.task_id} progress` });
+  if (task.total === null || task.state === "success" || task.state === "skipped") {
+    return [bar];
+  }
+  const figures = `${Math.round(task.done)} of ${Math.round(task.total)} ${task.unit}`;
+  const left = task.seconds_left === null ? "" : `, about ${duration(task.seconds_left)} left`;
+  return [bar, " ", el("span", { class: "hint" }, figures + left)];
+}
 
 async function followRun(runId) {
   clearTimeout(runTimer);
@@ -184,9 +209,14 @@ async function followRun(runId) {
   $("run-state").className = `state ${run.state}`;
   $("run-stage").textContent = run.stage || "waiting for the scheduler";
   $("run-paused").hidden = !run.paused;
+  $("run-progress").value = run.fraction;
+  const current = run.tasks.find((task) => task.task_id === run.stage);
+  const left = current && current.seconds_left !== null ? `, ${run.stage} about ${duration(current.seconds_left)} left` : "";
+  $("run-percent").textContent = `${Math.floor(run.fraction * 100)}%${left}`;
   $("run-tasks").querySelector("tbody").replaceChildren(...run.tasks.map((task) => el("tr", { "data-task": task.task_id },
     el("td", {}, task.task_id + (task.instances > 1 ? ` (${task.instances})` : "")),
     el("td", {}, el("span", { class: `state ${task.state}` }, task.state)),
+    el("td", { class: "task-progress" }, taskProgress(task)),
     el("td", {}, task.try_number),
     el("td", {}, (task.start_date || "").replace("T", " ").slice(0, 19)),
     el("td", {}, (task.end_date || "").replace("T", " ").slice(0, 19)))));
@@ -275,52 +305,112 @@ $("search-form").addEventListener("submit", async (event) => {
     return;
   }
   setMessage($("search-message"), hits.length ? `${hits.length} hits` : "No hits.");
+  lastHits = hits;  // the film view places them on its timeline
   $("hits").replaceChildren(...hits.map((hit) => {
     const who = [hit.speaker, ...(hit.characters || []).filter((c) => c !== hit.speaker)].filter(Boolean).join(", ");
     const open = () => {
       play($("search-player"), hit.video_id, hit.start_s);
       $("search-now-playing").textContent = `${timecode(hit.start_s)} - ${timecode(hit.end_s)}`;
     };
+    // Up and down move between hits, Enter plays the one in focus.
+    const keys = (e) => {
+      const next = { ArrowDown: e.currentTarget.nextElementSibling, ArrowUp: e.currentTarget.previousElementSibling }[e.key];
+      if (e.key === "Enter") open();
+      else if (next) { e.preventDefault(); next.focus(); }
+    };
+    const inFilm = el("button", { class: "link in-film", onclick: (e) => { e.stopPropagation(); openFilm(hit.video_id, hit.start_s); } },
+      "in the film");
     return el("li", { class: "hit", tabindex: 0, "data-start": hit.start_s, "data-video": hit.video_id, onclick: open,
-      onkeydown: (e) => { if (e.key === "Enter") open(); } },
+      onkeydown: keys },
       hit.shot_id !== null && hit.shot_id !== undefined
         ? el("img", { src: `api/films/${encodeURIComponent(hit.video_id)}/shots/${hit.shot_id}.jpg`, alt: "" }) : null,
       el("div", {},
         el("div", {}, el("span", { class: "time" }, `${hit.start_time} - ${hit.end_time}`), " ",
           el("span", { class: "who" }, `[${who || hit.scene_type}]`)),
         hit.highlight ? highlighted(hit.highlight) : el("span", { class: "text" }, hit.content || hit.event),
-        hit.event && hit.content ? el("div", { class: "hint" }, hit.event) : null));
+        hit.event && hit.content ? el("div", { class: "hint" }, hit.event) : null, inFilm));
   }));
 });
 
 // --- one film -------------------------------------------------------------------------------------------------------
 
 let currentFilm = null;
+let lastHits = [];
+
+// The timeline shows the whole film or a window of it; zoomed in, it scrolls and follows the player.
+const ZOOMS = [["whole film", 0], ["1 hour", 3600], ["10 minutes", 600], ["1 minute", 60], ["10 seconds", 10]];
+const speakerOf = (e) => e.speaker || "(unknown voice)";
 
 function lane(label, items, duration, kind, player, videoId) {
-  const row = el("div", { class: "lane" }, el("span", { class: "lane-label" }, label));
+  const row = el("div", { class: `lane ${kind}`, "data-lane": label });
   for (const item of items) {
-    const left = (100 * item.start_s) / duration, width = (100 * (item.end_s - item.start_s)) / duration;
-    const bar = el("div", { class: `bar ${kind}`, title: item.tip, onclick: () => play(player, videoId, item.start_s) });
+    const open = () => play(player, videoId, item.start_s);
+    const bar = el("div", { class: `bar ${kind}`, title: item.tip, tabindex: 0, role: "button", "aria-label": item.tip,
+      "data-start": item.start_s, onclick: open,
+      onkeydown: (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); open(); } } },
+      item.image ? el("img", { src: item.image, alt: "", loading: "lazy" }) : null);
     // Through the CSS object model: the page's content security policy refuses style attributes.
-    bar.style.left = `${left}%`;
-    bar.style.width = `${width}%`;
+    bar.style.left = `${(100 * item.start_s) / duration}%`;
+    bar.style.width = `${(100 * Math.max(0, item.end_s - item.start_s)) / duration}%`;
     row.append(bar);
   }
   return row;
+}
+
+function drawTimeline(film, player) {
+  const duration = film.info.duration_s || 1;
+  const events = film.timeline;
+  const tip = (e) => `${timecode(e.start_s)}-${timecode(e.end_s)} ${e.speaker ? e.speaker + ": " : ""}${e.content || e.event}`;
+  const of = (source) => events.filter((e) => e.source === source).map((e) => ({ ...e, tip: tip(e) }));
+  const speakers = [...new Set(events.filter((e) => e.source === "asr").map(speakerOf))];
+  const hits = lastHits.filter((h) => h.video_id === film.video_id)
+    .map((h) => ({ ...h, tip: `hit: ${timecode(h.start_s)} ${h.content || h.event}` }));
+  const shots = film.shots.map((s) => ({ ...s, tip: `shot ${s.shot_id} at ${timecode(s.start_s)}`,
+    image: `api/films/${encodeURIComponent(film.video_id)}/shots/${s.shot_id}.jpg` }));
+  const lanes = [
+    ["shots", shots, "thumbs"],
+    ["chapters", of("chapter"), "chapter"],
+    ...speakers.map((who) => [who, of("asr").filter((e) => speakerOf(e) === who), "asr"]),
+    ["on-screen text", of("ocr"), "ocr"],
+    ["visual", of("vision"), "vision"],
+    ["search hits", hits, "hit"],
+  ].filter(([label, items]) => items.length || label === "shots");
+  const track = el("div", { class: "timeline-track" }, ...lanes.map(([label, items, kind]) =>
+    lane(label, items, duration, kind, player, film.video_id)), el("div", { class: "playhead", "aria-hidden": "true" }));
+  const scroller = el("div", { class: "timeline-scroll" }, track);
+  $("timeline").replaceChildren(
+    el("div", { class: "lane-labels" }, ...lanes.map(([label, , kind]) => el("div", { class: `lane-label ${kind}` }, label))),
+    scroller);
+  const zoom = $("timeline-zoom");
+  zoom.replaceChildren(...ZOOMS.filter(([, span]) => span < duration).map(([label, span]) => el("option", { value: span }, label)));
+  const follow = () => {
+    const at = (player.dataset.video === film.video_id ? player.currentTime : 0) / duration;
+    track.querySelector(".playhead").style.left = `${100 * at}%`;
+    const x = at * track.clientWidth;
+    if (x < scroller.scrollLeft || x > scroller.scrollLeft + scroller.clientWidth) {
+      scroller.scrollLeft = Math.max(0, x - scroller.clientWidth / 4);
+    }
+  };
+  zoom.onchange = () => {
+    const span = Number(zoom.value);
+    track.style.width = `${span ? Math.max(1, duration / span) * 100 : 100}%`;
+    follow();
+  };
+  player.ontimeupdate = follow;
+  zoom.onchange();
 }
 
 function exportLink(videoId, kind, label) {
   return el("a", { href: `api/films/${encodeURIComponent(videoId)}/export/${kind}`, download: "" }, label);
 }
 
-async function openFilm(videoId) {
+async function openFilm(videoId, at = 0) {
   const film = await api(`api/films/${encodeURIComponent(videoId)}`);
   currentFilm = film;
   $("film-tab").hidden = false;
   showTab("film");
   const player = $("film-player");
-  play(player, film.video_id, 0, false);
+  play(player, film.video_id, at, at > 0);
   $("film-name").textContent = film.name;
   const run = film.last_run;
   $("film-facts").textContent = [timecode(film.info.duration_s), `${film.info.width}x${film.info.height}`,
@@ -334,17 +424,9 @@ async function openFilm(videoId) {
     film.report ? el("a", { href: `api/films/${encodeURIComponent(film.video_id)}/files/${film.report}`, target: "_blank",
       rel: "noopener" }, "Run report") : null);
 
-  const duration = film.info.duration_s || 1;
+  drawTimeline(film, player);
   const events = film.timeline;
-  const tip = (e) => `${timecode(e.start_s)}-${timecode(e.end_s)} ${e.speaker ? e.speaker + ": " : ""}${e.content || e.event}`;
-  const speakerOf = (e) => e.speaker || "(unknown voice)";
   const speakers = [...new Set(events.filter((e) => e.source === "asr").map(speakerOf))];
-  $("timeline").replaceChildren(
-    lane("shots", film.shots.map((s) => ({ ...s, tip: `shot ${s.shot_id} ${timecode(s.start_s)}` })), duration, "shot", player, film.video_id),
-    lane("chapters", events.filter((e) => e.source === "chapter").map((e) => ({ ...e, tip: tip(e) })), duration, "chapter", player, film.video_id),
-    ...speakers.map((who) => lane(who, events.filter((e) => e.source === "asr" && speakerOf(e) === who)
-      .map((e) => ({ ...e, tip: tip(e) })), duration, "asr", player, film.video_id)),
-    lane("visual", events.filter((e) => e.source === "vision").map((e) => ({ ...e, tip: tip(e) })), duration, "vision", player, film.video_id));
 
   const summary = events.find((e) => e.source === "summary");
   $("film-summary").textContent = summary ? summary.content : "No summary (the film-level pass needs a vision model).";
