@@ -16,41 +16,20 @@ Screenshots of every step are kept in the folder the test prints (CINEDEX_TEST_A
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 from airflow_services import ADMIN, airflow_stack, services_available
+from browser import headless_page, required, screenshot_folder
 
-from cinedex import cli
 from cinedex.orchestration.dagspec import INDEX_DAG_ID
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--autoplay-policy=no-user-gesture-required"]
 RUN_TIMEOUT_S = 300
 SPOKEN = "they all call me a Yankee down here"
-
-
-def required(reason: str):
-    """Skipped on a laptop without the browser; a failure where it must run (CI=true)."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"the browser test must run in CI: {reason}")
-    pytest.skip(reason)
-
-
-def chromium() -> str:
-    path = os.environ.get("CINEDEX_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-    if not path:
-        required("no chromium on PATH (apt-get install chromium, or set CINEDEX_CHROMIUM)")
-    return path
-
-
 CONFIGURATIONS = ("local-embedded", "compose-elasticsearch")
 GPU_TASKS = {"transcribe", "describe_windows", "summarize_film"}
 
@@ -108,26 +87,14 @@ def indexed(services):
 
 @pytest.fixture(scope="module")
 def screenshots(request, airflow_services) -> Path:
-    folder = (Path(os.environ.get("CINEDEX_TEST_ARTIFACTS", cli.PROJECT_ROOT / ".test-artifacts")) / "browser"
-              / airflow_services["configuration"])
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    # Past pytest's output capture, so the folder shows in every run's output, passed or not.
-    with request.config.pluginmanager.get_plugin("capturemanager").global_and_fixture_disabled():
-        print(f"\nbrowser test screenshots: {folder}")
-    return folder
+    return screenshot_folder(request.config, airflow_services["configuration"])
 
 
 @pytest.fixture(scope="module")
 def browser_page(airflow_services):
     """A fresh browser for each configuration: no login cookie carried over (cookies ignore the port)."""
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    executable = chromium()
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    with headless_page() as page:
         yield page
-        browser.close()
 
 
 def test_upload_index_search_and_play_from_the_hit(airflow_services, browser_page, screenshots, sample_film):

@@ -1,5 +1,5 @@
 """`cinedex ui` (what `make ui` runs): Airflow started here with the embedded defaults, a login it prints, the sample
-film uploaded and indexed through the cinedex page's API, a search that finds it, and Ctrl-C that stops every
+film uploaded and indexed through the cinedex page in headless Chromium, a search that finds it, and Ctrl-C that stops every
 process it started."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from airflow_services import free_port
+from browser import headless_page, screenshot_folder
 
 
 def _lines(stream, into: queue.Queue) -> None:
@@ -39,7 +40,8 @@ def _wait_for(lines: queue.Queue, prefix: str, timeout_s: float, seen: list[str]
 
 
 @pytest.mark.slow
-def test_cinedex_ui_serves_the_page_indexes_an_upload_and_stops_cleanly(tmp_path, sample_film):
+def test_cinedex_ui_serves_the_page_indexes_an_upload_and_stops_cleanly(request, tmp_path, sample_film):
+    shots = screenshot_folder(request.config, "cinedex-ui")
     home, inbox, port = tmp_path / "home", tmp_path / "inbox", free_port()
     env = {**os.environ, "CINEDEX_HOME": str(home), "CINEDEX_INBOX": str(inbox), "CINEDEX_VISION_MODEL": "none"}
     for name in [n for n in env if n.startswith("AIRFLOW")]:  # nothing from the test session's own Airflow
@@ -64,21 +66,33 @@ def test_cinedex_ui_serves_the_page_indexes_an_upload_and_stops_cleanly(tmp_path
         auth = {"Authorization": f"Bearer {reply.json()['access_token']}"}
         assert requests.get(page, headers=auth, timeout=30).status_code == 200
 
-        uploaded = requests.put(f"{page}api/uploads", params={"name": "sample film.mp4"}, headers=auth,
-                                data=Path(sample_film.path).read_bytes(), timeout=120)
-        assert uploaded.status_code == 201, uploaded.text
         deadline = time.monotonic() + 180  # the DAG processor parses the DAG files first
-        while (run := requests.post(f"{page}api/runs", headers=auth, timeout=30,
-                                    json={"conf": {"video": uploaded.json()["path"]}})).status_code == 503:
-            assert time.monotonic() < deadline, run.text
+        while (form := requests.get(f"{page}api/form", headers=auth, timeout=30)).status_code == 503:
+            assert time.monotonic() < deadline, form.text
             time.sleep(2)
-        assert run.status_code == 201, run.text
-        run_id = run.json()["run_id"]
-        deadline = time.monotonic() + 900
-        while (progress := requests.get(f"{page}api/runs/{run_id}", headers=auth, timeout=30).json())["state"] \
-                not in ("success", "failed"):
-            assert time.monotonic() < deadline, progress
-            time.sleep(3)
+        assert form.status_code == 200, form.text
+
+        # As a person does it: log in through Airflow's form from the page, upload the film, watch its run.
+        with headless_page() as browser:
+            assert browser.goto(page).status == 401
+            browser.click("text=log in")
+            browser.fill("input[name=username]", user)
+            browser.fill("input[name=password]", password)
+            browser.click("button[type=submit]")
+            browser.wait_for_url(page, timeout=60_000)
+            browser.click("button[data-tab=upload]")
+            browser.set_input_files("#upload-file", sample_film.path)
+            browser.click("#upload-button")
+            browser.wait_for_selector("#run-state", state="visible", timeout=120_000)
+            browser.screenshot(path=str(shots / "01-run-started.png"), full_page=True)
+            try:
+                browser.wait_for_selector("#run[data-finished]", timeout=900_000)
+            finally:
+                browser.screenshot(path=str(shots / "02-run-finished.png"), full_page=True)
+            assert browser.get_attribute("#run", "data-finished") == "success", browser.inner_text("#run")
+            assert browser.inner_text("#run-percent") == "100%"
+            run_id = browser.inner_text("#run-id").strip()
+        progress = requests.get(f"{page}api/runs/{run_id}", headers=auth, timeout=30).json()
         assert progress["state"] == "success", progress
         # The stages reported their work as they went, in their own units, and the run counts as all done.
         assert progress["fraction"] == 1.0
