@@ -1,5 +1,5 @@
 """What only the embedded backend does, against real tantivy indexes on disk: its analyzer, concurrent readers and
-writers, reopening, the binary-code shortlist of its vectors, refusing an index of another version. What every
+writers, reopening, the binary-code shortlist of its vectors, rebuilding an index an older version wrote. What every
 backend does is in test_index_contract.py."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tantivy
 
-from test_index_contract import CASABLANCA, INTERSTELLAR, events, load
+from test_index_contract import CASABLANCA, INTERSTELLAR, events, load, vectors
 
 from cinedex.core.model import Event, SearchFilters
 from cinedex.core.settings import Settings
@@ -68,6 +68,43 @@ def test_query_terms_match_the_indexed_terms(tmp_path):
     searcher = index.searcher()
     terms = TEXT_ANALYZER.analyze(text)
     assert set(terms) == {term for term, _ in searcher.terms_with_prefix("content", "")}
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("中文分词", ["中文", "文分", "分词"]),
+    ("用Python做中文分词", ["用", "做中", "中文", "文分", "分词"]),  # Latin words break runs; a lone character stays
+    ("你好，世界！", ["你好", "世界"]),  # full-width punctuation ends a run
+    ("ＣＩＮＥＤＥＸ東京タワー", ["東京", "京タ", "タワ", "ワー"]),  # full-width Latin folded away; kana pair with Han
+    ("ｶﾀｶﾅ", ["カタ", "タカ", "カナ"]),  # half-width katakana folded to full width
+    ("서울 시내", ["서울", "시내"]),
+    ("Here's looking at you, kid.", []),
+])
+def test_cjk_text_is_cut_into_bigrams_as_elasticsearch_cjk_analyzer_does(text, expected):
+    from cinedex.index import cjk
+
+    assert cjk.bigrams(text) == expected
+
+
+def test_the_cjk_field_holds_exactly_the_bigrams_and_characters(tmp_path):
+    from cinedex.index.embedded import cjk_field
+
+    text = "Cobb 向 Ariadne 展示梦境折叠原理"
+    index = EmbeddedIndex(tmp_path / "index")
+    index.replace_video("zh", [Event(video_id="zh", start_s=0, end_s=1, content=text)])
+    held = {term for term, _ in index.searcher().terms_with_prefix(cjk_field("content"), "")}
+    assert held == {"向", "展示", "示梦", "梦境", "境折", "折叠", "叠原", "原理", *"展示梦境折叠原理"}
+
+
+def test_cjk_highlights_mark_the_matched_characters_and_escape_the_rest():
+    from cinedex.index import cjk
+
+    text = "<b>字幕</b> 巴黎街道梦境 & more"
+    marked = cjk.highlight(text, cjk.bigrams("街道梦境"), 200)
+    assert marked == "&lt;b&gt;字幕&lt;/b&gt; 巴黎<b>街道梦境</b> &amp; more"
+    assert cjk.highlight(text, cjk.bigrams("重力"), 200) == ""
+    long = "无关" * 200 + "梦境" + "无关" * 200
+    snippet = cjk.highlight(long, ["梦境"], 40)
+    assert len(snippet.replace("<b>", "").replace("</b>", "")) == 40 and "<b>梦境</b>" in snippet
 
 
 def test_index_persists_across_reopen(index, settings):
@@ -148,12 +185,49 @@ def test_hamming_shortlist_matches_a_bit_by_bit_count(rows):
         assert by_bits[shortlist].max() <= np.sort(by_bits)[min(wanted, rows) - 1]
 
 
-def test_an_index_built_with_another_text_analysis_is_refused_with_what_to_do(tmp_path, monkeypatch):
+def test_an_index_an_older_version_wrote_is_rebuilt_from_its_stored_events(tmp_path, monkeypatch, caplog):
+    import tantivy
+
     import cinedex.index.embedded
 
-    monkeypatch.setattr(cinedex.index.embedded, "TEXT_TOKENIZER", "en_stem")  # what versions before the stop words used
-    EmbeddedIndex(tmp_path / "index").replace_video("casablanca", events("casablanca", CASABLANCA))
-    monkeypatch.undo()
+    # What versions before the CJK fields wrote: other analysis, no `<field>_cjk` fields.
+    older = cinedex.index.embedded.build_schema
 
+    def without_cjk(fields=cinedex.index.embedded.EVENT_FIELDS):
+        builder = tantivy.SchemaBuilder()
+        for name in fields.roles:
+            if name in fields.text:
+                builder.add_text_field(name, stored=True, tokenizer_name="en_stem")
+            if name in fields.exact:
+                builder.add_text_field(cinedex.index.embedded.keyword_field(name, fields), tokenizer_name="raw")
+            if name in fields.ranges:
+                builder.add_float_field(name, stored=True, indexed=True, fast=True)
+        builder.add_bytes_field(cinedex.index.embedded.EVENT_JSON_FIELD, stored=True)
+        return builder.build()
+
+    monkeypatch.setattr(cinedex.index.embedded, "build_schema", without_cjk)
+    film = events("casablanca", CASABLANCA)
+    film[0] = film[0].model_copy(update={"content": "巴黎街道梦境"})
+    embedded = vectors(film)
+    EmbeddedIndex(tmp_path / "index").replace_video("casablanca", film, embedded)
+    monkeypatch.setattr(cinedex.index.embedded, "build_schema", older)
+
+    with caplog.at_level("WARNING"):
+        rebuilt = EmbeddedIndex(tmp_path / "index")
+    assert "rebuilt from its %d stored events" % len(film) in caplog.text
+    assert {e.id for e in rebuilt.video_events("casablanca")} == {e.id for e in film}
+    assert rebuilt.bm25("街道", SearchFilters(), 3)[0][0].id == film[0].id  # the new analysis holds
+    assert rebuilt.knn(embedded[1], SearchFilters(), 1, 0.9)[0][0].id == film[1].id  # the vectors are kept
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["index"]  # nothing left aside
+    EmbeddedIndex(tmp_path / "index")  # and it opens as it is from now on
+
+
+def test_an_index_without_stored_events_is_refused_with_what_to_do(tmp_path):
+    import tantivy
+
+    builder = tantivy.SchemaBuilder()
+    builder.add_text_field("content", stored=True)
+    (tmp_path / "index").mkdir()
+    tantivy.Index(builder.build(), path=str(tmp_path / "index"))
     with pytest.raises(RuntimeError, match="older version of cinedex.*delete it and index the videos again"):
         EmbeddedIndex(tmp_path / "index")

