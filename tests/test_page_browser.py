@@ -207,6 +207,8 @@ def test_upload_index_search_and_play_from_the_hit(airflow_services, browser_pag
     assert "Yankee" in page.inner_text("#film-speakers")
     events_shown = page.locator("#event-table tbody tr")
     assert events_shown.count() > 0 and "Yankee" in page.inner_text("#event-table")
+    # Each line carries its language, so the browser picks the font and line breaking for it (CJK text above all).
+    assert events_shown.first.get_attribute("lang") == "en"
     shot("09-film-view")
 
     # The film at a glance: a strip of every shot's thumbnail, a row per speaker (shown as names or "Speaker N",

@@ -191,3 +191,26 @@ def test_film_summary_through_the_endpoint(backend, server, sample_film):
     assert received["messages"] == chat
     assert received["response_format"]["json_schema"]["schema"] == schema
     assert "yankee" in received["prompt"].lower()  # the dialogue reached the model
+
+
+def test_events_are_asked_for_in_the_films_language_or_the_configured_one(server, windows, tiny_vision_model,
+                                                                          tmp_path):
+    from cinedex.pipeline.film import summary_chat
+    from cinedex.pipeline.vision.prompt import language_name
+
+    assert (language_name("zh"), language_name("en"), language_name("pt-BR")) == ("Chinese", "English",
+                                                                                 "Portuguese (Brazil)")
+    assert language_name("qq") == "qq" and system_prompt("").endswith("Write nothing but the JSON.")
+    # The plan knows the film's language (the transcript's); the model is asked to write in it.
+    plan = WindowPlan(windows=windows, batches=[[0]], language="zh")
+    for configured, expected in (("", "Chinese"), ("en", "English")):
+        windows_dir = tmp_path / f"asked-{configured or 'film'}"
+        windows_dir.mkdir()
+        (windows_dir / WINDOWS_FILE).write_text(plan.model_dump_json())
+        settings = Settings(home=tmp_path / "home", vision_model=str(tiny_vision_model), vision_endpoint=server.url,
+                            vision_context_tokens=2048, vision_max_new_tokens=256, event_language=configured)
+        vision.describe_batch(windows_dir, 0, settings)
+        system, _ = server.requests()[-1]["messages"]
+        assert system["content"].endswith(f"Write the text of every field in {expected}."), system["content"]
+    chat = summary_chat([], 60.0, 4096, 300, "zh")
+    assert "Write the summary and the chapters in Chinese." in chat[0]["content"]

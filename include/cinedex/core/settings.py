@@ -98,6 +98,8 @@ class Settings(BaseSettings):
         "Elasticsearch through the Airflow connection `elasticsearch_default`.")
     elasticsearch_alias: str = Field("cinedex-events", description="Alias searches use; it points at the index "
                                      "of the current pipeline version.")
+    event_language: str = Field("", description="Language code the vision model writes events, the summary and "
+                                "the chapters in (`zh`, `en`, ...); empty = the film's spoken language.")
     embedding_model: str = Field("all-MiniLM-L6-v2", description="sentence-transformers model id or folder for "
                                  "event embeddings; all-MiniLM-L6-v2 (English) and multilingual-e5-small (Chinese, "
                                  "English and more, across languages) are bundled.")

@@ -184,7 +184,7 @@ def render_report(video: IngestedVideo, events: list[Event], shots: list[Shot], 
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">
 <title>cinedex report: {escape(video.name)}</title>
 <style>
-body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
+body {{ font-family: system-ui, "Noto Sans CJK SC", "WenQuanYi Micro Hei", "PingFang SC", "Microsoft YaHei", sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
 table {{ border-collapse: collapse; }} td, th {{ border-bottom: 1px solid #ddd; padding: 4px 8px; text-align: left;
 vertical-align: top; }} .ok {{ color: #2a7d2a; }} .bad {{ color: #b22; }} code {{ font-size: 90%; }}
 </style></head><body>

@@ -80,14 +80,19 @@ def outline(events: Sequence[Event], max_chars: int) -> str:
     return "\n".join(lines)
 
 
-def summary_chat(events: Sequence[Event], duration_s: float, context_tokens: int, max_new_tokens: int) -> list[dict]:
+def summary_chat(events: Sequence[Event], duration_s: float, context_tokens: int, max_new_tokens: int,
+                 language: str = "") -> list[dict]:
+    """The film-level prompt; with `language` (a code), the summary and chapters are asked for in it."""
+    from cinedex.pipeline.vision.prompt import language_name
+
     budget = max(context_tokens - max_new_tokens - FILM_PROMPT_TOKENS, 64) * CHARS_PER_TOKEN
+    written_in = f" Write the summary and the chapters in {language_name(language)}." if language else ""
     return [
         {"role": "system", "content":
             "You summarise films. From a film's moments in time order (what is said and what is seen), write JSON: "
             "{\"summary\": a paragraph on the whole film, \"chapters\": the film's parts in order, each with "
             "start_s and end_s in seconds from the beginning, a short title and a one or two sentence summary}. "
-            f"The chapters cover the film from 0 to {duration_s:.1f} seconds. Write nothing but the JSON."},
+            f"The chapters cover the film from 0 to {duration_s:.1f} seconds.{written_in} Write nothing but the JSON."},
         {"role": "user", "content": f"Film length: {duration_s:.1f} seconds.\nMoments:\n"
                                     f"{outline(events, budget)}\nSummarise the film as JSON."},
     ]
@@ -150,7 +155,9 @@ def summarize_film(video: IngestedVideo, events_dir: Path, settings: Settings) -
         events = read_events(Path(events_dir) / EVENTS_FILE)
         options = options_from(settings).model_copy(update={"max_new_tokens": settings.summary_max_new_tokens})
         schema_key, schema = summary_schema(video.info.duration_s, options.max_new_tokens)
-        chat = summary_chat(events, video.info.duration_s, settings.vision_context_tokens, options.max_new_tokens)
+        spoken = next((e.language for e in events if e.language), "")
+        chat = summary_chat(events, video.info.duration_s, settings.vision_context_tokens, options.max_new_tokens,
+                            settings.event_language or spoken)
         log.info("film: summarising %s from %d events", video.name, len(events))
         raw = backend_for(settings).write_json(chat, schema_key, schema, options)
         try:
@@ -159,8 +166,7 @@ def summarize_film(video: IngestedVideo, events_dir: Path, settings: Settings) -
             # A summary is a convenience: without one the film's events are still indexed.
             log.warning("film: no summary for %s, the answer could not be read (%s)", video.name, str(error)[:200])
             answer = FilmSummary(summary="", chapters=[])
-        language = next((e.language for e in events if e.language), "")
-        documents = film_documents(video, answer, events, language)
+        documents = film_documents(video, answer, events, settings.event_language or spoken)
         write_events([*events, *documents], folder / EVENTS_FILE)
         (folder / "summary.json").write_text(json.dumps({"raw": raw, "documents": [d.model_dump() for d in documents]},
                                                         indent=1, ensure_ascii=False))

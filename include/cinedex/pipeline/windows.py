@@ -297,6 +297,7 @@ WINDOWS_FILE = "windows.json"
 class WindowPlan(BaseModel):
     windows: list[Window]
     batches: list[list[int]] = Field(description="Window indexes per mapped inference task.")
+    language: str = Field("", description="The film's spoken language as the transcript tells it (a code).")
 
 
 def plan_windows(video: IngestedVideo, frames_dir: Path, transcript_dir: Path, settings: Settings,
@@ -313,7 +314,8 @@ def plan_windows(video: IngestedVideo, frames_dir: Path, transcript_dir: Path, s
                                 settings.window_max_s, max_frames, load_texts(texts_dir) if texts_dir else [])
         # One generate call per mapped task: a 3-hour film at 120 s windows and batches of 4 makes about 23 tasks.
         size = windows_per_batch(len(windows), settings.vision_batch_size)
-        plan = WindowPlan(windows=windows, batches=[[w.index for w in batch] for batch in batches(windows, size)])
+        plan = WindowPlan(windows=windows, batches=[[w.index for w in batch] for batch in batches(windows, size)],
+                          language=(transcript.language if transcript else "") or settings.language)
         (folder / WINDOWS_FILE).write_text(plan.model_dump_json())
         log.info("windows: %s cut into %d windows, %d inference tasks", video.name, len(windows), len(plan.batches))
 

@@ -320,7 +320,9 @@ $("search-form").addEventListener("submit", async (event) => {
     };
     const inFilm = el("button", { class: "link in-film", onclick: (e) => { e.stopPropagation(); openFilm(hit.video_id, hit.start_s); } },
       "in the film");
+    // `lang` from the event: the browser picks the right font and line breaking for Chinese, Japanese, Korean.
     return el("li", { class: "hit", tabindex: 0, "data-start": hit.start_s, "data-video": hit.video_id, onclick: open,
+      lang: hit.language || undefined,
       onkeydown: keys },
       hit.shot_id !== null && hit.shot_id !== undefined
         ? el("img", { src: `api/films/${encodeURIComponent(hit.video_id)}/shots/${hit.shot_id}.jpg`, alt: "" }) : null,
@@ -434,7 +436,8 @@ async function openFilm(videoId, at = 0) {
     el("li", { onclick: () => play(player, film.video_id, e.start_s) }, `${timecode(e.start_s)} `, el("strong", {}, e.event), ` ${e.content}`)));
   $("film-speakers").replaceChildren(...speakers.map((who) => el("div", {}, el("h4", {}, who),
     el("ol", {}, events.filter((e) => e.source === "asr" && speakerOf(e) === who).map((e) =>
-      el("li", { onclick: () => play(player, film.video_id, e.start_s) }, `${timecode(e.start_s)} ${e.content}`))))));
+      el("li", { onclick: () => play(player, film.video_id, e.start_s), lang: e.language || undefined },
+      `${timecode(e.start_s)} ${e.content}`))))));
 
   const fill = (select, values, label) => {
     select.replaceChildren(el("option", { value: "" }, label), ...[...new Set(values)].sort().map((v) => el("option", { value: v }, v)));
@@ -454,7 +457,7 @@ function renderEvents() {
   const rows = currentFilm.timeline.filter((e) => (!source || e.source === source) && (!scene || e.scene_type === scene)
     && (!speaker || e.speaker === speaker)
     && (!text || `${e.content} ${e.event} ${e.characters.join(" ")}`.toLowerCase().includes(text)));
-  $("event-table").querySelector("tbody").replaceChildren(...rows.map((e) => el("tr", {},
+  $("event-table").querySelector("tbody").replaceChildren(...rows.map((e) => el("tr", { lang: e.language || undefined },
     el("td", {}, el("button", { class: "link", onclick: () => play(player, currentFilm.video_id, e.start_s) },
       `${e.start_time}-${e.end_time}`)),
     el("td", {}, e.source), el("td", {}, e.scene_type), el("td", {}, e.speaker), el("td", {}, e.characters.join(", ")),

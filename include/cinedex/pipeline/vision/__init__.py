@@ -37,7 +37,7 @@ def options_from(settings: Settings) -> VisionOptions:
     return VisionOptions(context_tokens=visual, max_new_tokens=settings.vision_max_new_tokens,
                          temperature=settings.vision_temperature,
                          timestamp_alignment=settings.vision_timestamp_alignment,
-                         batch_size=settings.vision_batch_size)
+                         batch_size=settings.vision_batch_size, language=settings.event_language)
 
 
 def backend_for(settings: Settings) -> VisionBackend:
@@ -70,6 +70,8 @@ def describe_batch(windows_dir: Path, batch: int, settings: Settings) -> Path:
     progress = Progress(settings.home, len(plan.batches[batch]), "windows described", log,
                         name=f"vision: batch {batch}", part=batch, done=len(plan.batches[batch]) - len(todo))
     options = options_from(settings)
+    if not options.language:  # events in the film's own language unless one is configured
+        options = options.model_copy(update={"language": plan.language})
     backend = backend_for(settings)
     for start in range(0, len(todo), options.batch_size):
         chunk = todo[start:start + options.batch_size]

@@ -31,7 +31,19 @@ MIN_TOKENS_PER_PATCH = 16  # fewer frames rather than pictures smaller than abou
 # --- text --------------------------------------------------------------------------------------------------------
 
 
-def system_prompt() -> str:
+def language_name(code: str) -> str:
+    """"zh" -> "Chinese", in English (the prompt's language); an unknown code stays as it is."""
+    from babel import Locale, UnknownLocaleError
+
+    try:
+        return Locale.parse(code.replace("-", "_")).get_display_name("en") or code
+    except (ValueError, UnknownLocaleError):
+        return code
+
+
+def system_prompt(language: str = "") -> str:
+    """The task and the fields; with `language`, the instruction to write every text in it (the film's language,
+    or the one configured), so a Chinese film's events are written in Chinese as the seed's index is."""
     lines = []
     for name in VISUAL_MOMENT_FIELDS:
         description = VisualMoment.model_fields[name].description
@@ -47,6 +59,7 @@ def system_prompt() -> str:
         "a moment into its on_screen_text (correcting misreadings you can see), and use it to tell places and "
         "people. "
         "Use empty strings and lists for what you cannot tell. Write nothing but the JSON."
+        + (f" Write the text of every field in {language_name(language)}." if language else "")
     )
 
 
@@ -74,7 +87,7 @@ def user_text(window: Window, timestamp_alignment: bool) -> tuple[str, str]:
 def messages(window: Window, options: VisionOptions) -> list[dict]:
     before, after = user_text(window, options.timestamp_alignment)
     return [
-        {"role": "system", "content": [{"type": "text", "text": system_prompt()}]},
+        {"role": "system", "content": [{"type": "text", "text": system_prompt(options.language)}]},
         {"role": "user", "content": [{"type": "text", "text": before}, {"type": "video"},
                                      {"type": "text", "text": after}]},
     ]
@@ -180,4 +193,4 @@ def chat_messages(window: Window, options: VisionOptions) -> list[dict]:
         url = "data:image/jpeg;base64," + base64.b64encode(data).decode("ascii")
         content.append({"type": "image_url", "image_url": {"url": url}})
     content.append({"type": "text", "text": after})
-    return [{"role": "system", "content": system_prompt()}, {"role": "user", "content": content}]
+    return [{"role": "system", "content": system_prompt(options.language)}, {"role": "user", "content": content}]

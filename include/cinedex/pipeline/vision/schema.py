@@ -31,6 +31,8 @@ class VisionOptions(BaseModel):
     max_list_items: int = Field(12, ge=1, description="Longest list (characters, objects) the grammar allows.")
     max_moments: int = Field(MAX_MOMENTS_PER_WINDOW, ge=1, le=MAX_MOMENTS_PER_WINDOW,
                              description="Most moments the grammar allows per window.")
+    language: str = Field("", description="Language code the moments are written in (`zh`, `en`, ...); empty = "
+                                          "whatever the model chooses.")
 
 
 class WindowResult(BaseModel):
