@@ -179,3 +179,81 @@ def build_text_film(out_dir: Path) -> TextFilm:
     film = TextFilm(path=str(film_path), duration_s=duration_s, fps=FPS, texts=texts)
     answer_path.write_text(film.model_dump_json(indent=1))
     return film
+
+
+# --- the Chinese film ----------------------------------------------------------------------------------------------
+
+# (pinyin with tone numbers, as espeak-ng's cmn-latn-pinyin voice reads it; the same line in characters): the seed's
+# own example, a dream of Paris folding up, in Mandarin.
+CHINESE_LINES = [
+    ("ba1 li2 jie1 dao4 meng4 jing4.", "巴黎街道梦境。"),
+    ("jie1 dao4 xiang4 shang4 zhe2 qi3.", "街道向上折起。"),
+    ("meng4 li3 de5 zhong4 li4 shi4 zen3 yang4 yun4 zuo4 de5?", "梦里的重力是怎样运作的？"),
+    ("wo3 men5 bi4 xu1 xing3 lai2.", "我们必须醒来。"),
+]
+CHINESE_LEAD_S, CHINESE_GAP_S = 1.0, 1.5
+
+
+class ChineseFilm(BaseModel):
+    path: str
+    duration_s: float
+    fps: int
+    lines: list[ReferenceUtterance]  # text in characters, each also burned in as a subtitle while it is said
+
+
+def build_chinese_film(out_dir: Path) -> ChineseFilm:
+    """Writes `chinese_film.mp4` and `chinese_film.json` into `out_dir`: Mandarin speech (espeak-ng's
+    cmn-latn-pinyin voice reading the lines' pinyin) over real clips (Big Buck Bunny, bikes), each line burned in
+    as a Chinese subtitle (fonts-wqy-microhei) while it is said."""
+    import subprocess
+    import tempfile
+
+    import soundfile
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    film_path, answer_path = out_dir / "chinese_film.mp4", out_dir / "chinese_film.json"
+    if film_path.exists() and answer_path.exists():
+        return ChineseFilm.model_validate_json(answer_path.read_text())
+    if not TEXT_FONT.is_file():
+        raise FileNotFoundError(f"{TEXT_FONT}: the Chinese film needs a CJK font (apt-get install fonts-wqy-microhei)")
+    with tempfile.TemporaryDirectory(prefix="cinedex-chinese-") as scratch:
+        lines, voices, position = [], [], CHINESE_LEAD_S
+        for number, (pinyin, characters) in enumerate(CHINESE_LINES):
+            wav = Path(scratch) / f"line{number}.wav"
+            subprocess.run(["espeak-ng", "-v", "cmn-latn-pinyin", "-s", "140", "-w", str(wav), pinyin], check=True)
+            length_s = soundfile.info(str(wav)).duration
+            lines.append(ReferenceUtterance(speaker="Cobb", start_s=round(position, 3),
+                                            end_s=round(position + length_s, 3), text=characters))
+            voices.append((wav, position))
+            position += length_s + CHINESE_GAP_S
+        duration_s = round(position, 3)
+        frames = int(duration_s * FPS) + 1
+        # (clip, frames, mirrored): mirrored repeats are distinct shots (and distinct ffmpeg graph nodes).
+        pieces = [("bigbuckbunny.mp4", 132, False), ("bikes.mp4", 250, False), ("bigbuckbunny.mp4", 132, True),
+                  ("bikes.mp4", 250, True)]
+        streams, used = [], 0
+        for name, count, mirrored in pieces:
+            if used >= frames:
+                break
+            video = ffmpeg.input(str(clip(name))).video
+            video = (video.hflip() if mirrored else video).filter("fps", FPS)
+            streams.append(video.filter("scale", WIDTH, HEIGHT, force_original_aspect_ratio="decrease")
+                           .filter("pad", WIDTH, HEIGHT, "(ow-iw)/2", "(oh-ih)/2").filter("setsar", 1)
+                           .trim(end_frame=min(count, frames - used)).setpts("PTS-STARTPTS"))
+            used += count
+        # Longer lines than the clips: the last picture held to the end.
+        picture = ffmpeg.concat(*streams, v=1, a=0).filter("tpad", stop_mode="clone", stop_duration=duration_s)
+        for line in lines:
+            picture = picture.drawtext(fontfile=str(TEXT_FONT), text=line.text, fontsize=28, fontcolor="white",
+                                       borderw=2, bordercolor="black", x="(w-tw)/2", y="h-th-24",
+                                       enable=f"between(t,{line.start_s},{line.end_s})")
+        delayed = [ffmpeg.input(str(wav)).audio.filter("adelay", f"{int(at * 1000)}|{int(at * 1000)}")
+                   for wav, at in voices]
+        sound = ffmpeg.filter(delayed, "amix", inputs=len(delayed), normalize=0).filter("apad") \
+            .filter("atrim", duration=duration_s)
+        (ffmpeg.output(picture, sound, str(film_path), vcodec="libx264", pix_fmt="yuv420p", crf=23, preset="fast",
+                       acodec="aac", ar=48000, ac=2, r=FPS, movflags="+faststart", t=duration_s)
+         .global_args("-hide_banner", "-loglevel", "error").overwrite_output().run())
+    film = ChineseFilm(path=str(film_path), duration_s=duration_s, fps=FPS, lines=lines)
+    answer_path.write_text(film.model_dump_json(indent=1))
+    return film

@@ -221,11 +221,18 @@ def _advice(dropped: list[DroppedSpeech], model_name: str, expected: str, settin
         return ""
     seconds = sum(d.end_s - d.start_s for d in foreign)
     heard = ", ".join(sorted({d.language for d in foreign}))
-    bundled = settings.home.resolve() / "models" / speech_checks.BUNDLED_LANGUAGE_MODEL
     model = "the bundled tiny.en" if model_name == bundled_asr_model() else Path(model_name).name
     return (f"{seconds:.0f} s of speech in {heard} not transcribed: the speech model ({model}) "
             f"transcribes {expected} only. Set CINEDEX_ASR_MODEL to a multilingual Whisper model (such as large-v3, "
-            f"or the bundled base at {bundled}) and leave CINEDEX_LANGUAGE empty.")
+            f"or the bundled base: {speech_checks.BUNDLED_LANGUAGE_MODEL}) and leave CINEDEX_LANGUAGE empty.")
+
+
+def speech_model_path(settings: Settings) -> str:
+    """The model to load: the configured one, the bundled tiny.en when none is, and the bundled multilingual
+    Whisper base (joined once from its two packages under $CINEDEX_HOME/models) for `whisper-base-multilingual`."""
+    if settings.asr_model == speech_checks.BUNDLED_LANGUAGE_MODEL:
+        return str(speech_checks.bundled_language_model(settings.home.resolve() / "models"))
+    return settings.resolved_asr_model
 
 
 def transcribe(audio_path: Path, settings: Settings) -> Transcript:
@@ -234,7 +241,7 @@ def transcribe(audio_path: Path, settings: Settings) -> Transcript:
 
     name = Path(audio_path).name
     device = resolved_device(settings)
-    model_name = settings.resolved_asr_model
+    model_name = speech_model_path(settings)
     pipeline = load_speech_model(model_name, device, resolved_compute_type(settings, device))
     audio = whisperx.load_audio(str(audio_path))
     duration = len(audio) / SAMPLE_RATE

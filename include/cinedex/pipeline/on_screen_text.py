@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 
 TEXT_FILE = "on_screen_text.jsonl"
 COUNTS_FILE = "counts.json"
-_READER_VERSION = 1  # part of the cache key: texts read by an older reader are read again
+_READER_VERSION = 2  # part of the cache key: texts read by an older reader are read again
 
 # The budget. The frame sampler costs about 1 s of 2 cores per film-minute (benchmarks/README.md); OCR gets about
 # half of that, faces the other half. One detection of a 448-px frame takes 60-100 ms there: 8 a minute, ~0.7 s.
@@ -64,6 +64,9 @@ _SAME_TEXT = 0.6  # similarity of two readings of one text (OCR noise, a frame m
 # Bisection stops once a span's edge is bracketed this closely: the middle is then within 0.25 s of it. A source
 # frame costs 0.1-0.4 s (ffmpeg decodes from the keyframe before it), so a 2-s gap takes two.
 _SPAN_PRECISION_S = 0.5
+# A text seen again this soon after it went, in the same place, never left: a caption over a cut is missed on the
+# cut's frame (a frame of neither shot) and would otherwise be cut in two.
+_REJOIN_GAP_S = 1.0
 _SAME_CROP = 10.0  # mean grey-level change of a line's crop below which its earlier reading is kept
 _UNCHANGED = 3.0  # the largest mean grey-level change of a grid cell between two frames that show the same picture
 _SUBTITLE_SLACK_S = 1.0  # a caption and its line of dialogue may be timed this far apart
@@ -448,12 +451,29 @@ def read_text(video: IngestedVideo, sampling: FrameSampling, home: Path | None =
             event=f'{where.capitalize()}: "{text}"', content=text, on_screen_text=text,
             spatial_description=f"{where}, {_where(track.box)}", source="ocr", language=language(text),
             shot_id=shot.shot_id if shot else None, thumbnail=shot.thumbnail if shot else ""))
+    events = _rejoined(events)
     counts.texts = len(events)
     log.info("on-screen text: %d texts in %s; of %d frames, %d inherited, %d passed over, %d over budget, %d "
              "detected (%d with lines read), %d source frames decoded", len(events), video.name, counts.frames,
              counts.inherited, counts.passed_over, counts.over_budget, counts.detected, counts.recognised,
              counts.from_source)
     return TextReading(events, counts)
+
+
+def _rejoined(events: list[Event]) -> list[Event]:
+    """Events of the same text at the same place less than _REJOIN_GAP_S apart, as one event over both spans."""
+    joined: list[Event] = []
+    for event in sorted(events, key=lambda e: e.start_s):
+        earlier = next((e for e in reversed(joined) if e.spatial_description == event.spatial_description
+                        and similarity(e.content, event.content) >= _SAME_TEXT
+                        and event.start_s - e.end_s <= _REJOIN_GAP_S), None)
+        if earlier is None:
+            joined.append(event)
+        else:
+            # Validated anew: the end's time code and the event's id derive from its span.
+            joined[joined.index(earlier)] = Event.model_validate(
+                {**earlier.model_dump(exclude={"id"}), "end_s": max(earlier.end_s, event.end_s)})
+    return joined
 
 
 # --- burned-in subtitles -----------------------------------------------------------------------------------------
