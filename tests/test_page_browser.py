@@ -167,6 +167,14 @@ def test_upload_index_search_and_play_from_the_hit(airflow_services, browser_pag
     # Search for a phrase said in the film; the first hit is where it is said.
     page.click("button[data-tab=search]")
     page.fill("#search-query", SPOKEN)
+    # Where each hit sits the moment the list is filled in, before any thumbnail has loaded.
+    page.evaluate("""() => { const hits = document.getElementById("hits");
+        new MutationObserver((changes, observer) => {
+            if (!hits.children.length) return;
+            window.hitPlaces = [...hits.children].map((h) => { const r = h.getBoundingClientRect();
+                                                               return [r.top, r.height]; });
+            observer.disconnect();
+        }).observe(hits, { childList: true }); }""")
     page.click("#search-form button[type=submit]")
     first = page.locator("#hits .hit").first
     # The API server loads the query embedder as it starts (ONNX Runtime, about a second), so even its first search
@@ -176,6 +184,15 @@ def test_upload_index_search_and_play_from_the_hit(airflow_services, browser_pag
     page.wait_for_function("img => img.complete && img.naturalWidth > 0",
                            arg=first.locator("img").element_handle(), timeout=30_000)
     shot("06-search")
+    # No layout shift while results load: once every thumbnail is in, every hit is where it first appeared.
+    page.wait_for_function("[...document.querySelectorAll('#hits img')].every((img) => img.complete)",
+                           timeout=30_000)
+    placed = page.evaluate("[...document.getElementById('hits').children].map((h) => {"
+                           " const r = h.getBoundingClientRect(); return [r.top, r.height]; })")
+    first_placed = page.evaluate("window.hitPlaces")
+    assert first_placed and len(first_placed) == len(placed)
+    assert all(abs(a - b) < 0.5 for was, now in zip(first_placed, placed) for a, b in zip(was, now)), \
+        (first_placed, placed)
     start = float(first.get_attribute("data-start"))
     reference = next(u for u in sample_film.utterances if "Yankee" in u.text)
     assert abs(start - reference.start_s) <= 1.0
