@@ -81,8 +81,10 @@ def test_the_films_language_is_detected_as_chinese_and_its_speech_transcribed(ch
     assert transcript.utterances and all(first - 0.5 <= u.start_s < u.end_s <= last + 0.5
                                          for u in transcript.utterances)
     # Whisper base hears espeak-ng's synthetic Mandarin badly (it decodes the one VAD chunk as its last sentence
-    # alone, in traditional characters): the figure is reported, not a goal (benchmarks/README.md).
+    # alone): the figure is reported, not a goal (benchmarks/README.md).
     heard = "".join(u.text for u in transcript.utterances)
+    # In simplified characters, as the lines were written and as people type their queries (们, not 們).
+    assert "們" not in heard and "們" not in heard.replace("们", "")
     cer = character_error_rate("".join(line.text for line in chinese_film.lines), heard)
     with request.config.pluginmanager.get_plugin("capturemanager").global_and_fixture_disabled():
         print(f"\nChinese film: heard {heard!r}, character error rate {cer:.2f}")
@@ -103,8 +105,13 @@ def test_chinese_words_find_their_span(loaded, chinese_film, query, line):
     hits = search(query, settings, SearchFilters(video_id=video.video_id), mode="bm25", limit=3)
     truth = chinese_film.lines[line]
     assert hits, query
-    assert abs(hits[0].start_s - truth.start_s) <= SPAN_TOLERANCE_S and abs(hits[0].end_s - truth.end_s) <= \
-        SPAN_TOLERANCE_S + 1.0, (hits[0], truth)
+    # The line's span: the subtitle's (read by OCR, within SPAN_TOLERANCE_S) or, where the subtitle was matched to
+    # the transcribed line, the line's (Whisper's cross-attention times: no Chinese alignment model here, and up
+    # to 1.6 s early on this synthetic speech).
+    tolerance = SPAN_TOLERANCE_S if hits[0].source == "ocr" else 2.0
+    assert hits[0].start_s < truth.end_s and hits[0].end_s > truth.start_s, (hits[0], truth)
+    assert abs(hits[0].start_s - truth.start_s) <= tolerance and abs(hits[0].end_s - truth.end_s) <= tolerance, \
+        (hits[0], truth)
     assert "<b>" in hits[0].highlight
 
 

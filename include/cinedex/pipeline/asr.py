@@ -144,13 +144,28 @@ def speech_chunks(pipeline, audio: np.ndarray, device: str) -> list[dict]:
             for c in vad.merge_chunks(regions, VAD_CHUNK_S, onset=VAD_ONSET, offset=VAD_OFFSET)]
 
 
+# Whisper writes Chinese in simplified or traditional characters as it pleases (the same film, both): a prompt in
+# simplified characters settles it, so the lines match the simplified queries people type and the seed's index.
+SCRIPT_PROMPTS = {"zh": "以下是普通话的句子。"}
+
+
+def _prompt(pipeline, audio: np.ndarray, chunks: list[dict], settings: Settings) -> str | None:
+    """The prompt for the film's language: the configured one, else the one Whisper hears in the first chunk."""
+    language = settings.language
+    if not language and pipeline.model.model.is_multilingual:
+        first = chunks[0]
+        piece = audio[int(first["start"] * SAMPLE_RATE):int(first["end"] * SAMPLE_RATE)]
+        language, _, _ = pipeline.model.detect_language(piece)
+    return SCRIPT_PROMPTS.get(language)
+
+
 def _decode(pipeline, audio: np.ndarray, chunks: list[dict], settings: Settings, name: str):
     """faster-whisper's batched decoding of the VAD chunks with word times; returns (segments, language)."""
     import faster_whisper
 
     segments, info = faster_whisper.BatchedInferencePipeline(pipeline.model).transcribe(
         audio, language=settings.language or None, batch_size=settings.asr_batch_size, word_timestamps=True,
-        clip_timestamps=chunks)
+        clip_timestamps=chunks, initial_prompt=_prompt(pipeline, audio, chunks, settings))
     decoded = []
     progress = Progress(settings.home, len(audio) / SAMPLE_RATE, "s of audio decoded", log, name=f"asr: {name}")
     for segment in segments:  # a generator: decoding happens batch by batch while it is consumed
