@@ -14,9 +14,6 @@ Results: one JSON line on stdout, appended to benchmarks/results/asr_models.json
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import re
 import statistics
 import subprocess
@@ -25,6 +22,7 @@ import time
 from pathlib import Path
 
 import jiwer
+from recording import facts, keep
 
 from cinedex.core.settings import Settings
 from cinedex.pipeline import asr
@@ -64,8 +62,7 @@ def main() -> None:
                 started = time.perf_counter()
                 found[name] = asr.transcribe(audio, settings[name])
                 walls[name].append(time.perf_counter() - started)
-    result = {"bench": "asr_models", "date": time.strftime("%Y-%m-%d"), "machine": platform.machine(),
-              "cpus": os.cpu_count(), "load_before": round(os.getloadavg()[0], 2), "audio_s": seconds}
+    result = {**facts("asr_models"), "audio_s": seconds}
     for name in MODELS:
         hypothesis = normalised(" ".join(u.text for u in found[name].utterances))
         result[name] = {"real_time_factor": round(statistics.median(walls[name]) / seconds, 4),
@@ -73,11 +70,7 @@ def main() -> None:
                         "wer": round(jiwer.wer(reference, hypothesis), 4)}
     names = list(MODELS)
     result["rtf_ratio"] = round(result[names[1]]["real_time_factor"] / result[names[0]]["real_time_factor"], 2)
-    line = json.dumps(result)
-    print(line)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with RESULTS.open("a") as out:
-        out.write(line + "\n")
+    keep(result, RESULTS)
 
 
 if __name__ == "__main__":

@@ -15,9 +15,6 @@ Results: one JSON line on stdout, appended to benchmarks/results/embedders.jsonl
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -28,6 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from recording import facts, keep  # noqa: E402
 from test_index_contract import ACROSS_LANGUAGES, CASABLANCA, INCEPTION_ZH, INTERSTELLAR  # noqa: E402
 
 from cinedex.index.embedder import encode, load_model  # noqa: E402
@@ -73,15 +71,9 @@ def main() -> None:
     args = parser.parse_args()
     base = reference_lines() + [c for *_, c in CASABLANCA + INTERSTELLAR + INCEPTION_ZH]
     passages = (base * (args.passages // len(base) + 1))[:args.passages]
-    result = {"bench": "embedders", "date": time.strftime("%Y-%m-%d"), "machine": platform.machine(),
-              "cpus": os.cpu_count(), "load_before": round(os.getloadavg()[0], 2), "passages": len(passages),
-              **{model: measure(model, passages) for model in MODELS}}
+    result = {**facts("embedders"), "passages": len(passages), **{model: measure(model, passages) for model in MODELS}}
     result["passages_per_s_ratio"] = round(result[MODELS[0]]["passages_per_s"] / result[MODELS[1]]["passages_per_s"], 2)
-    line = json.dumps(result)
-    print(line)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with RESULTS.open("a") as out:
-        out.write(line + "\n")
+    keep(result, RESULTS)
 
 
 if __name__ == "__main__":
