@@ -117,6 +117,17 @@ def read_records(home: Path, run_id: str) -> dict[str, dict[str, dict]]:
     return found
 
 
+def combined(parts: dict[str, dict]) -> dict:
+    """One task's parts (the batches of a mapped task) as one figure: work done and total summed, the unit, the
+    task-seconds summed, the latest try, and when the first part started (a wall-clock time)."""
+    records = list(parts.values())
+    return {"done": sum(float(r.get("done") or 0) for r in records),
+            "total": sum(float(r.get("total") or 0) for r in records), "unit": records[0].get("unit", ""),
+            "seconds": sum(float(r.get("elapsed_s") or 0) for r in records),
+            "try_number": max(int(r.get("try_number") or 0) for r in records),
+            "started": min(float(r.get("written_at") or 0) - float(r.get("elapsed_s") or 0) for r in records)}
+
+
 def fraction(record: dict) -> float:
     total = float(record.get("total") or 0)
     return min(float(record.get("done") or 0) / total, 1.0) if total else 1.0

@@ -143,15 +143,7 @@ def _list(values: list[str]) -> str:
 def stage_figures(records: dict[str, dict[str, dict]]) -> list[dict]:
     """The run's long stages from their progress records (see cinedex.core.progress), in the order they started:
     work done, of what, in how many task-seconds (a mapped task's parts summed), and the last try."""
-    rows = []
-    for task_id, parts in records.items():
-        first = next(iter(parts.values()))
-        rows.append({"task": task_id, "done": sum(float(r.get("done") or 0) for r in parts.values()),
-                     "total": sum(float(r.get("total") or 0) for r in parts.values()), "unit": first.get("unit", ""),
-                     "seconds": sum(float(r.get("elapsed_s") or 0) for r in parts.values()),
-                     "try_number": max(int(r.get("try_number") or 0) for r in parts.values()),
-                     "started": min(float(r.get("written_at") or 0) - float(r.get("elapsed_s") or 0)
-                                    for r in parts.values())})
+    rows = [{"task": task_id, **progress.combined(parts)} for task_id, parts in records.items()]
     return sorted(rows, key=lambda row: row["started"])
 
 

@@ -151,9 +151,8 @@ def _task_progress(task: TaskProgress, instances: list, parts: dict[str, dict]) 
             fractions.append(0.0)
     task.fraction = round(sum(fractions) / len(fractions), 4) if fractions else 0.0
     if parts:
-        task.done = sum(float(r.get("done") or 0) for r in parts.values())
-        task.total = sum(float(r.get("total") or 0) for r in parts.values())
-        task.unit = next(iter(parts.values())).get("unit", "")
+        figures = records.combined(parts)
+        task.done, task.total, task.unit = figures["done"], figures["total"], figures["unit"]
         if task.state not in FINISHED and len(parts) == 1:
             task.seconds_left = records.seconds_left(next(iter(parts.values())))
     return task
