@@ -120,3 +120,13 @@ def test_an_unwritable_home_does_not_fail_the_work(tmp_path, in_task, caplog):
         reporter = Progress(home, 3, "s", logging.getLogger("cinedex.test.progress"))
         reporter.finish()
     assert reporter.done == 3 and "could not write" in caplog.text
+
+
+def test_a_task_in_a_task_group_keeps_its_dotted_id(tmp_path, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CTX_DAG_RUN_ID", RUN_ID)
+    monkeypatch.setenv("AIRFLOW_CTX_TASK_ID", "speech.transcribe")
+    log = logging.getLogger(__name__)
+    Progress(tmp_path, 2, "s", log).finish()
+    Progress(tmp_path, 3, "windows described", log, part=1).finish()
+    found = progress.read_records(tmp_path, RUN_ID)
+    assert set(found) == {"speech.transcribe"} and set(found["speech.transcribe"]) == {"", "1"}

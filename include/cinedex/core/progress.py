@@ -2,7 +2,8 @@
 reads to draw a run's progress bar.
 
 A record is one JSON file per task (and per part of a task, e.g. a batch of a mapped task) at
-`<home>/progress/<run id>/<task>[.<part>].json`, written atomically. The run and task come from the environment
+`<home>/progress/<run id>/<task>[@<part>].json`, written atomically ('@' because a task id may hold dots, inside
+a task group, and never an '@'). The run and task come from the environment
 Airflow gives a running task (AIRFLOW_CTX_DAG_RUN_ID, ...); outside a task (`cinedex index`, tests) there is no run,
 so only the log lines are written.
 """
@@ -20,7 +21,7 @@ from pathlib import Path
 LOG_EVERY_S = 10.0
 RECORD_EVERY_S = 2.0
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.+-]")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.+@-]")
 
 
 def _safe(name: str) -> str:
@@ -51,7 +52,7 @@ class Progress:
         self.try_number = int(os.environ.get("AIRFLOW_CTX_TRY_NUMBER") or 0)
         self.path = None
         if home is not None and run_id and task_id:
-            stem = task_id if part is None else f"{task_id}.{part}"
+            stem = task_id if part is None else f"{task_id}@{part}"
             self.path = run_dir(home, run_id) / f"{_safe(stem)}.json"
         self._write(force=True)
 
@@ -112,7 +113,7 @@ def read_records(home: Path, run_id: str) -> dict[str, dict[str, dict]]:
             record = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        task_id, _, part = path.stem.partition(".")
+        task_id, _, part = path.stem.partition("@")
         found.setdefault(task_id, {})[part] = record
     return found
 
