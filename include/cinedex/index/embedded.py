@@ -74,6 +74,12 @@ def keyword_field(name: str, fields: EventFields = EVENT_FIELDS) -> str:
     return f"{name}_kw" if name in fields.text else name
 
 
+def _register_analyzers(index: tantivy.Index) -> None:
+    # Custom analyzers are not stored in the index: each handle registers the ones its text fields name.
+    index.register_tokenizer(TEXT_TOKENIZER, TEXT_ANALYZER)
+    index.register_tokenizer(CJK_TOKENIZER, CJK_ANALYZER)
+
+
 def cjk_field(name: str) -> str:
     """The field of `name`'s CJK bigrams."""
     return f"{name}_cjk"
@@ -158,9 +164,7 @@ class EmbeddedIndex:
                 raise
             self._rebuild()
             self._index = tantivy.Index(self.schema, path=str(self.path), reuse=True)
-        # Custom analyzers are not stored in the index: each handle registers the one its text fields name.
-        self._index.register_tokenizer(TEXT_TOKENIZER, TEXT_ANALYZER)
-        self._index.register_tokenizer(CJK_TOKENIZER, CJK_ANALYZER)
+        _register_analyzers(self._index)
         self._write_lock = threading.Lock()
         self.vectors = VectorStore(self.path / VECTORS_DIR, fields)
 
@@ -184,8 +188,7 @@ class EmbeddedIndex:
         shutil.rmtree(aside, ignore_errors=True)
         aside.mkdir(parents=True)
         fresh = tantivy.Index(self.schema, path=str(aside))
-        fresh.register_tokenizer(TEXT_TOKENIZER, TEXT_ANALYZER)
-        fresh.register_tokenizer(CJK_TOKENIZER, CJK_ANALYZER)
+        _register_analyzers(fresh)
         writer = fresh.writer(heap_size=WRITER_HEAP_BYTES)
         for doc in docs:
             writer.add_document(doc)
