@@ -1,4 +1,4 @@
-"""Index one video: ingest, frames and audio; speech, who speaks and on-screen text side by side; visual events
+"""Index one video: ingest, frames and audio; speech, who speaks, on-screen text and people side by side; visual events
 and the film's summary on the GPU pool; validation, embeddings, load into the configured index (embedded or
 Elasticsearch), and the run's report."""
 
@@ -15,7 +15,7 @@ from cinedex.orchestration.dagspec import (GPU_POOL, GPU_QUEUE, INDEX_DAG_ID, Un
                                            settings_for_run)
 from cinedex.page import report
 from cinedex.pipeline import (asr, audio, embeddings, events, film, frames, ingest, load as loading,
-                              on_screen_text, speakers, validation, vision, windows)
+                              on_screen_text, people, speakers, validation, vision, windows)
 from cinedex.pipeline.ingest import IngestedVideo
 
 SEARCH_INDEX = Asset("cinedex://index/events")
@@ -73,11 +73,17 @@ def cinedex_index_video():
         folder = on_screen_text.read_on_screen_text(video_of(ingested), Path(frames_dir), run_settings())
         return str(folder) if folder else ""
 
+    @task  # beside speech: "" when finding people is off for the run or the video has no picture
+    def find_people(ingested: dict, frames_dir: str) -> str:
+        folder = people.find_people_stage(video_of(ingested), Path(frames_dir), run_settings())
+        return str(folder) if folder else ""
+
     @task  # no vision work (vision off, or no picture): an empty list, and describe_windows is skipped
-    def plan_windows(ingested: dict, frames_dir: str, transcript_dir: str, speakers_dir: str,
-                     texts_dir: str) -> list[dict]:
+    def plan_windows(ingested: dict, frames_dir: str, transcript_dir: str, speakers_dir: str, texts_dir: str,
+                     people_dir: str) -> list[dict]:
         return windows.plan_batches(video_of(ingested), Path(frames_dir), Path(transcript_dir), run_settings(),
-                                    Path(speakers_dir), Path(texts_dir) if texts_dir else None)
+                                    Path(speakers_dir), Path(texts_dir) if texts_dir else None,
+                                    Path(people_dir) if people_dir else None)
 
     @task(queue=GPU_QUEUE, pool=GPU_POOL)
     def describe_windows(work: dict) -> str:
@@ -85,10 +91,11 @@ def cinedex_index_video():
 
     @task(trigger_rule="none_failed")  # runs when there was no vision work and the mapped task was skipped
     def build_events(ingested: dict, transcript_dir: str, speakers_dir: str, frames_dir: str, texts_dir: str,
-                     vision_dirs: list[str]) -> str:
+                     people_dir: str, vision_dirs: list[str]) -> str:
         vision_dir = Path(next(iter(vision_dirs))) if vision_dirs else None
         return str(events.build_events(video_of(ingested), Path(transcript_dir), Path(frames_dir), run_settings(),
-                                       vision_dir, Path(speakers_dir), Path(texts_dir) if texts_dir else None))
+                                       vision_dir, Path(speakers_dir), Path(texts_dir) if texts_dir else None,
+                                       Path(people_dir) if people_dir else None))
 
     @task  # without a vision model: an empty list, and summarize_film is skipped without taking a GPU slot
     def plan_summary(events_dir: str) -> list[str]:
@@ -122,9 +129,11 @@ def cinedex_index_video():
     transcript_dir = transcribe(ingested, audio_path)
     speakers_dir = diarize_speakers(ingested, audio_path)
     texts_dir = read_text(ingested, frames_dir)
+    people_dir = find_people(ingested, frames_dir)
     vision_dirs = describe_windows.expand(work=plan_windows(ingested, frames_dir, transcript_dir, speakers_dir,
-                                                            texts_dir))
-    events_dir = build_events(ingested, transcript_dir, speakers_dir, frames_dir, texts_dir, vision_dirs)
+                                                            texts_dir, people_dir))
+    events_dir = build_events(ingested, transcript_dir, speakers_dir, frames_dir, texts_dir, people_dir,
+                              vision_dirs)
     summarized = summarize_film.partial(ingested=ingested).expand(events_dir=plan_summary(events_dir))
     validation_dir = validate(ingested, events_dir, summarized)
     write_report(ingested, validation_dir, load(ingested, validation_dir, embed(ingested, validation_dir)))

@@ -77,7 +77,7 @@ def film(request, tmp_path_factory, sample_film, airflow_home):
     import uuid
     from pathlib import Path
 
-    from cinedex.pipeline import events, frames, ingest, validation
+    from cinedex.pipeline import events, frames, ingest, people, validation
     from cinedex.page import report
     from cinedex.pipeline.asr import Transcript, Utterance
     from cinedex.core.settings import Settings
@@ -96,6 +96,13 @@ def film(request, tmp_path_factory, sample_film, airflow_home):
         transcript = Transcript(language="en", model="reference", utterances=[
             Utterance(start_s=u.start_s, end_s=u.end_s, text=u.text, speaker=u.speaker) for u in sample_film.utterances])
         said = events.dialogue_events(video, transcript, frames.load_sampling(frames_dir))
+        # Who is on screen, found for real; the validation folder names the events folder it read, as the
+        # pipeline's manifests do, and the page finds the people through it.
+        found = people.load_people(people.find_people_stage(video, frames_dir, settings))
+        said, shown = people.with_people(said, found)
+        events_dir = settings.artifacts_dir / video.video_id / "events-test"
+        events_dir.mkdir(parents=True)
+        events.write_people_shown(events_dir / events.PEOPLE_SHOWN_FILE, found, shown)
         hostile = [
             Event(video_id=video.video_id, start_s=2.0, end_s=6.0, source="vision", scene_type="action",
                   event=f"A rabbit {HOSTILE}", content=f"shown {HOSTILE}", characters=[f"Bunny{HOSTILE}"],
@@ -107,6 +114,7 @@ def film(request, tmp_path_factory, sample_film, airflow_home):
         ]
         validation_dir = settings.artifacts_dir / video.video_id / "validation-test"
         validation.validate_events([*said, *hostile], video.info.duration_s, validation_dir, 0.2)
+        (validation_dir / "manifest.json").write_text(json.dumps({"params": {"upstream": [events_dir.name]}}))
         valid = sorted(read_events(validation_dir / "valid.jsonl"), key=lambda e: (e.start_s, e.end_s, e.id))
         open_index(settings).replace_video(
             video.video_id, valid, encode([EVENT_FIELDS.passage(e) for e in valid], "all-MiniLM-L6-v2"))
@@ -181,6 +189,23 @@ def test_film_view_has_shots_timeline_and_validation(api_server, auth, film):
     assert detail["validation"]["valid"] == len(film["events"]) and detail["validation"]["folder"] == "validation-test"
     assert api_server.get("/cinedex/api/films/0123abcd", headers=auth).status_code == 404
     assert api_server.get("/cinedex/api/films/..%2F..%2Fetc", headers=auth).status_code == 404
+
+
+def test_film_view_lists_the_people_on_screen_with_their_faces(api_server, auth, film):
+    """The sample film's one person (the carphone clip's man, 15.28-19.28 s): named "Person 1", with his face served
+    from the film's artifacts and the lines said while he is on screen filtered by him."""
+    video_id = film["video"].video_id
+    detail = api_server.get(f"/cinedex/api/films/{video_id}", headers=auth).json()
+    [person] = detail["people"]
+    assert person["name"] == "Person 1" and person["appearances"] == [[15.28, 19.28]]
+    face = api_server.get(f"/cinedex/api/films/{video_id}/files/{person['face']}", headers=auth)
+    assert face.status_code == 200 and face.content[:2] == b"\xff\xd8"  # a JPEG
+    on_screen = [e["start_s"] for e in detail["timeline"] if "Person 1" in e["people"]]
+    assert on_screen and all(14.0 < start < 19.28 for start in on_screen)
+    hits = api_server.get("/cinedex/api/search", params={"q": "Chicago", "person": "Person 1", "mode": "bm25"},
+                          headers=auth).json()
+    assert [h["start_s"] for h in hits] == [e["start_s"] for e in detail["timeline"]
+                                            if "Person 1" in e["people"] and "Chicago" in e["content"]]
 
 
 def test_video_is_served_with_range_requests(api_server, auth, film):

@@ -60,6 +60,7 @@ def test_index_dag_end_to_end_is_searchable_and_idempotent(indexed_sample, sampl
                                                            request):
     from cinedex.index.embedded import EmbeddedIndex
     from cinedex.index.search import search
+    from cinedex.core.model import SearchFilters
     from cinedex.core.settings import Settings
 
     # Through the trigger form's field, as a user would choose it.
@@ -72,7 +73,7 @@ def test_index_dag_end_to_end_is_searchable_and_idempotent(indexed_sample, sampl
     for gpu_task in ("describe_windows", "summarize_film"):
         assert states.pop(gpu_task) == ("skipped" if vision_model == "none" else "success"), gpu_task
     assert states == {task: "success" for task in ["ingest_video", "extract_audio", "sample_frames", "transcribe",
-                                                   "diarize_speakers", "read_text", "plan_windows", "build_events",
+                                                   "diarize_speakers", "read_text", "find_people", "plan_windows", "build_events",
                                                    "plan_summary", "validate", "embed", "load", "write_report"]}
 
     settings = Settings()
@@ -92,6 +93,19 @@ def test_index_dag_end_to_end_is_searchable_and_idempotent(indexed_sample, sampl
     assert sum(event.source == "asr" for event in indexed) >= 8
     # Without a token the default indexes no speaker labels (issue 15: the bundled engine is opt-in for now).
     assert {event.speaker for event in indexed if event.source == "asr"} == {""}
+    # Who is on screen: the carphone clip's man (15.28-19.28 s) is the film's one person, listed by the lines said
+    # while he is on screen and by no line said over the cartoon or the bikes.
+    carphone = (15.28, 19.28)
+    lines = [e for e in indexed if e.source == "asr"]
+    inside = [e for e in lines
+              if min(e.end_s, carphone[1]) - max(e.start_s, carphone[0]) > 0.5 * (e.end_s - e.start_s)]
+    outside = [e for e in lines if e.end_s <= carphone[0] or e.start_s >= carphone[1]]
+    assert inside and all(e.people == ["Person 1"] for e in inside), [(e.start_s, e.people) for e in inside]
+    assert outside and not any(e.people for e in outside), [(e.start_s, e.people) for e in outside if e.people]
+    # Both "originally from Chicago" lines are found, but only Sheila's is said while he is on screen.
+    chicago = [e.start_s for e in inside if "chicago" in e.content.lower()]
+    assert chicago and [h.start_s for h in search("originally from Chicago", settings,
+                                                  SearchFilters(person="Person 1"), limit=5, mode="bm25")] == chicago
     if vision_model == "tiny":
         # A random model writes nonsense, but schema-valid nonsense: every moment is indexed or quarantined.
         events_dir = next(settings.artifacts_dir.joinpath(video_id).glob("events-*"))
@@ -112,7 +126,7 @@ def test_index_dag_end_to_end_is_searchable_and_idempotent(indexed_sample, sampl
     with caplog.at_level("INFO"):
         second = run(vision_model=model)
     assert str(second.state) == "success"
-    for stage in ("frames", "asr", "speakers", "on_screen_text", "events", "validation", "embeddings"):
+    for stage in ("frames", "asr", "speakers", "on_screen_text", "people", "events", "validation", "embeddings"):
         assert f"{stage}: cached result for video {video_id[:12]}" in caplog.text
     if vision_model == "tiny":
         assert f"windows: cached result for video {video_id[:12]}" in caplog.text
@@ -122,6 +136,7 @@ def test_index_dag_end_to_end_is_searchable_and_idempotent(indexed_sample, sampl
     # The report is every run's own, rewritten by the rerun with its run id.
     [report] = settings.artifacts_dir.joinpath(video_id).glob("report-*/report.html")
     assert second.run_id in report.read_text() and first.run_id not in report.read_text()
+    assert "People on screen" in report.read_text() and 'alt="face of Person 1"' in report.read_text()
 
 
 @pytest.mark.slow

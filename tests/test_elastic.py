@@ -592,3 +592,16 @@ def test_the_load_stage_loads_and_searches_through_the_configured_alias(monkeypa
     finally:
         client.indices.delete(index=[f"{settings.elasticsearch_alias}-v{PIPELINE_VERSION}", f"{settings.elasticsearch_alias}-locks"],
                               ignore_unavailable=True)
+
+
+def test_a_field_the_event_gained_joins_an_existing_index_and_is_filtered(index, client, casablanca):
+    """An index made before `people` existed (its mapping lacks the field): the next load adds it, so the people on
+    screen are filtered and searched there too, not merely stored."""
+    older = event_mapping(DIMS)
+    del older["mappings"]["properties"]["people"]
+    client.indices.create(index=index.index, **older)
+    seen = [e.model_copy(update={"people": ["Person 1"]}) if e.start_s < 100 else e for e in casablanca]
+    index.replace_video("casablanca", seen, unit_vectors(len(seen), seed=1))
+    assert "people" in client.indices.get_mapping(index=index.index)[index.index]["mappings"]["properties"]
+    kept = index.bm25("night", SearchFilters(person="Person 1"), 50)
+    assert kept and all(event.start_s < 100 for event, _ in kept)

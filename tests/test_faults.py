@@ -89,3 +89,23 @@ def test_two_writers_of_one_stage_at_once_leave_one_finished_output(tmp_path):
     assert errors == []
     assert artifacts.complete and (artifacts.path / "frame.txt").read_text() in ("first", "second")
     assert sorted(p.name for p in artifacts.path.parent.iterdir()) == [artifacts.path.name]  # no scratch left
+
+
+def test_a_later_stage_reaches_an_earlier_stages_file_through_the_manifests(tmp_path):
+    """The report and the page find the people the events stage listed from the validation folder they know."""
+    from cinedex.core.artifacts import cached_stage, upstream_file
+
+    def writes(name: str | None):
+        return lambda folder: (folder / name).write_text("{}") if name else None
+
+    events = cached_stage("events", "v", tmp_path, writes("people_shown.json"))
+    film = cached_stage("film", "v", tmp_path, writes(None), upstream=[events])
+    validation = cached_stage("validation", "v", tmp_path, writes(None), upstream=[film])
+    assert upstream_file(validation, "people_shown.json") == events / "people_shown.json"
+    assert upstream_file(validation, "nothing.json") is None
+    # A manifest naming a folder outside the film's is not followed.
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "secret.json").write_text("{}")
+    forged = cached_stage("forged", "v", tmp_path, writes(None), upstream=[Path("../elsewhere")])
+    assert upstream_file(forged, "secret.json") is None

@@ -44,9 +44,13 @@ AGREED_QUERIES = ["beginning of a beautiful friendship", "Play it, Sam", "gin jo
                   "looking at you kid"]
 
 
+# Who is on screen while each speaks (the people stage's names: a face no one named is "Person N").
+ON_SCREEN = {"Rick": ["Person 1"], "Ilsa": ["Ilsa", "Person 1"], "Louis": ["Person 2"]}
+
+
 def events(video_id: str, lines: list[tuple[float, float, str, str]]) -> list[Event]:
     return [Event(video_id=video_id, start_s=start, end_s=end, content=content, scene_type="dialogue",
-                  speaker=speaker, characters=[speaker])
+                  speaker=speaker, characters=[speaker], people=ON_SCREEN.get(speaker, []))
             for start, end, speaker, content in lines]
 
 
@@ -146,6 +150,8 @@ def test_replacing_with_fewer_events_and_deleting(index, settings):
     (SearchFilters(start_s=50.0, end_s=200.0), {60.0, 95.25, 130.0}),  # events overlapping 50-200 s
     (SearchFilters(speaker="Rick"), {12.0, 95.25, 3725.0}),
     (SearchFilters(character="Murph"), {910.0}),
+    (SearchFilters(person="Person 1"), {12.0, 40.0, 95.25, 3725.0}),
+    (SearchFilters(person="Ilsa", video_id="casablanca"), {40.0}),
     (SearchFilters(scene_type="action"), set()),
     (SearchFilters(video_id="interstellar", end_s=301.0), {60.0, 300.0}),
 ])

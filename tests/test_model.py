@@ -42,13 +42,14 @@ def test_every_event_field_declares_its_role_once():
 def test_field_lists_are_read_from_the_roles():
     assert EVENT_FIELDS.phrase == ("event", "content")
     assert EVENT_FIELDS.boosts["content"] == EVENT_FIELDS.boosts["event"] == 2.0
-    assert EVENT_FIELDS.names == ("characters", "speaker")
+    assert EVENT_FIELDS.names == ("characters", "speaker", "people")
     assert EVENT_FIELDS.ranges == ("start_s", "end_s")
     assert "thumbnail" in EVENT_FIELDS.stored_only and "thumbnail" not in EVENT_FIELDS.text
     assert set(EVENT_FIELDS.filterable) == {c.field for c in SearchFilters(
-        video_id="v", start_s=1, end_s=2, scene_type="dialogue", speaker="s", character="c").conditions()}
-    # Every free-text field is part of the embedded passage (spatial_description was once left out by hand).
-    assert set(EVENT_FIELDS.embedded) == set(EVENT_FIELDS.text) - {"speaker"}
+        video_id="v", start_s=1, end_s=2, scene_type="dialogue", speaker="s", character="c", person="p").conditions()}
+    # Every free-text field is part of the embedded passage (spatial_description was once left out by hand); who
+    # speaks and who is on screen are filtered and matched as words, not embedded ("Person 2" means nothing).
+    assert set(EVENT_FIELDS.embedded) == set(EVENT_FIELDS.text) - {"speaker", "people"}
 
 
 def test_the_embedded_passage_holds_every_embedded_field_once():

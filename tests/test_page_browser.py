@@ -238,6 +238,19 @@ def test_upload_index_search_and_play_from_the_hit(airflow_services, browser_pag
     labels = page.locator("#timeline .lane-label.asr").all_inner_texts()
     assert labels and not [label for label in labels if label.startswith("SPEAKER_")], labels
     assert len(labels) == len({e["speaker"] for e in film["timeline"] if e["source"] == "asr"})
+    # Who is on screen: the carphone clip's man, with his face and a row of his appearances; the event table narrows
+    # to the events while he is on screen.
+    assert page.locator("#timeline .lane-label.person").all_inner_texts() == ["Person 1"]
+    assert page.locator("#timeline .lane.person .bar").count() == 1
+    face = page.locator("#film-people img")
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=face.first.element_handle(),
+                           timeout=30_000)
+    assert "Person 1" in page.inner_text("#film-people")
+    every = events_shown.count()
+    page.select_option("#filter-person", "Person 1")
+    narrowed = page.locator("#event-table tbody tr").all_inner_texts()
+    assert 0 < len(narrowed) < every and all("Person 1" in row for row in narrowed)
+    page.select_option("#filter-person", "")
     hit_bars = page.locator("#timeline .lane.hit .bar")
     assert hit_bars.count() >= 1 and abs(float(hit_bars.first.get_attribute("data-start")) - start) < 0.01
     # Zoomed in to 10 seconds across the view (the sample film is shorter than a minute: a film's longest zoom is

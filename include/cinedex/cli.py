@@ -86,7 +86,7 @@ def cmd_search(args: argparse.Namespace, results: TextIO) -> int:
 
     settings = Settings()
     filters = SearchFilters(video_id=args.video, start_s=args.start, end_s=args.end, scene_type=args.scene_type,
-                            speaker=args.speaker, character=args.character)
+                            speaker=args.speaker, character=args.character, person=args.person)
     backend = args.backend or settings.index_backend
     # Before searching: opening the embedded index creates it.
     missing = backend == "embedded" and not settings.index_dir.is_dir()
@@ -143,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     find.add_argument("--scene-type", help="only this scene type (dialogue, action, ...)")
     find.add_argument("--speaker", help="only lines of this speaker")
     find.add_argument("--character", help="only events with this character")
+    find.add_argument("--person", help="only events where this person is on screen (a name, or Person N)")
     find.add_argument("--backend", choices=["embedded", "elasticsearch"],
                       help="where to search (default: CINEDEX_INDEX_BACKEND, else embedded)")
     find.add_argument("--mode", choices=["hybrid", "bm25", "knn"], default="hybrid",

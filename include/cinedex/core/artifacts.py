@@ -135,3 +135,24 @@ def stage_times(artifacts_dir: Path, video_id: str) -> dict[str, float]:
         if written.get("stage") and finished >= latest.get(written["stage"], (-1.0, 0.0))[0]:
             latest[written["stage"]] = (finished, work)
     return {stage: work for stage, (_, work) in sorted(latest.items(), key=lambda item: item[1][0])}
+
+
+def upstream_file(folder: Path, name: str) -> Path | None:
+    """`name` in a stage folder or in the nearest stage folder upstream of it that holds one, followed through the
+    manifests' upstream lists: a reader of a late stage's output (the run report, the page) reaches an earlier
+    stage's file without being handed its folder."""
+    film = Path(folder).parent
+    queue, seen = [Path(folder)], set()
+    while queue:
+        current = queue.pop(0)
+        if current in seen:
+            continue
+        seen.add(current)
+        if (current / name).is_file():
+            return current / name
+        try:
+            upstream = json.loads((current / MANIFEST).read_text())["params"].get("upstream", [])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue
+        queue.extend(film / relative for relative in upstream if ".." not in Path(relative).parts)
+    return None

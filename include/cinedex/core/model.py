@@ -76,6 +76,9 @@ class Event(BaseModel):
     objects_visible: Annotated[list[str], Indexed("text", embed=8)] = Field(default_factory=list)
     spatial_description: Annotated[str, Indexed("text", embed=9)] = ""
     on_screen_text: Annotated[str, Indexed("text", embed=10)] = ""
+    people: Annotated[list[str], Indexed("name", filter=True)] = Field(
+        default_factory=list, description="Who is on screen, recognised by their faces: a name where one is known, "
+        "else Person 1, Person 2, ...")
     shot_id: Annotated[int | None, Indexed("stored")] = None
     thumbnail: Annotated[str, Indexed("stored")] = Field("", description="Path of the shot's thumbnail image.")
     source: Annotated[EventSource, Indexed("keyword")] = "asr"
@@ -251,6 +254,8 @@ class SearchFilters(BaseModel):
     scene_type: Annotated[str | None, Narrows("scene_type")] = None
     speaker: Annotated[str | None, Narrows("speaker")] = None
     character: Annotated[str | None, Narrows("characters")] = None
+    person: Annotated[str | None, Narrows("people")] = Field(None, description="Keep events where this person is "
+                                                              "on screen.")
 
     def conditions(self) -> list[Condition]:
         """The filters that are set, as conditions on Event fields."""

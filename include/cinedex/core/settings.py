@@ -80,6 +80,9 @@ class Settings(BaseSettings):
                                       "title cards in the sampled frames (PP-OCR on the CPU) as events of their "
                                       "own; burned-in subtitles go onto their line of dialogue.",
                                       json_schema_extra=PER_RUN)
+    find_people: bool = Field(True, title="Find people", description="Detect faces in the sampled frames (dlib on "
+                              "the CPU) and group them into the film's people; every event lists who is on "
+                              "screen.", json_schema_extra=PER_RUN)
 
     upload_max_bytes: int = Field(20 * 1024**3, gt=0, description="Largest video the page accepts (bytes).")
     inbox_quota_bytes: int = Field(500 * 1024**3, gt=0, description="Most bytes the page's uploads may hold in "

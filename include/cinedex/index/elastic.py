@@ -585,6 +585,15 @@ class ElasticIndex:
 
     def _create_index(self) -> None:
         if self.client.indices.exists(index=self.index):
+            # The fields the event model gained since this version's index was made join its mapping (the mapping
+            # is not dynamic: unmapped, they would be stored but never searched or filtered). Fields it has are left
+            # as they are: a changed type needs a new pipeline version, and documents it refuses are reported.
+            mapped = self.client.indices.get_mapping(index=self.index)[self.index]["mappings"].get("properties", {})
+            derived = event_mapping(self.dims, self.fields)["mappings"]["properties"]
+            missing = {name: spec for name, spec in derived.items() if name not in mapped}
+            if missing:
+                log.info("load: adding %s to the mapping of %s", ", ".join(sorted(missing)), self.index)
+                self.client.indices.put_mapping(index=self.index, properties=missing)
             return
         try:
             self.client.indices.create(index=self.index, **event_mapping(self.dims, self.fields))

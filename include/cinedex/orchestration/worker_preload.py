@@ -59,6 +59,9 @@ PRELOAD_MODULES = (
     "elasticsearch",
     # On-screen text: PP-OCR's ONNX reader.
     "rapidocr_onnxruntime",
+    # People: dlib's face detector and embedder, and the clustering.
+    "dlib",
+    "scipy.cluster.hierarchy",
     # cinedex itself: what the DAG files import.
     "cinedex.pipeline.asr",
     "cinedex.pipeline.audio",
@@ -69,6 +72,7 @@ PRELOAD_MODULES = (
     "cinedex.pipeline.ingest",
     "cinedex.pipeline.diarization",
     "cinedex.pipeline.on_screen_text",
+    "cinedex.pipeline.people",
     "cinedex.pipeline.speakers",
     "cinedex.pipeline.voice_encoder",
     "cinedex.pipeline.load",

@@ -122,12 +122,13 @@ def create_app(auth: Callable | None = None, settings: Callable[[], Settings] = 
         scene_type: str | None = None,
         speaker: str | None = None,
         character: str | None = None,
+        person: Annotated[str | None, Query(description="Only events where this person is on screen.")] = None,
         limit: Annotated[int, Query(ge=1, le=200)] = 10,
         backend: Literal["embedded", "elasticsearch"] | None = None,
         mode: Literal["hybrid", "bm25", "knn"] = "hybrid",
     ) -> list[SearchHit]:
         filters = SearchFilters(video_id=video, start_s=start_s, end_s=end_s, scene_type=scene_type,
-                                speaker=speaker, character=character)
+                                speaker=speaker, character=character, person=person)
         try:
             return search(q, settings(), filters, limit=limit, backend=backend, mode=mode)
         except ConnectionError as error:  # Elasticsearch unreachable after its retries (ElasticsearchUnavailable)

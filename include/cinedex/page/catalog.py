@@ -15,7 +15,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from cinedex.core.artifacts import upstream_file
 from cinedex.pipeline import asr
+from cinedex.pipeline.events import PEOPLE_SHOWN_FILE
 from cinedex.pipeline.asr import Transcript, Utterance
 from cinedex.pipeline.frames import Shot, load_sampling
 from cinedex.pipeline.ingest import IngestedVideo, MediaInfo
@@ -50,12 +52,23 @@ class FilmSummary(BaseModel):
     report: str = Field("", description="The latest run report, relative to the film's artifact folder.")
 
 
+class FilmPerson(BaseModel):
+    """Someone on screen, as the indexed run found them by their face."""
+
+    name: str = Field(description="The name the speakers or the vision model give them, else Person N.")
+    screen_time_s: float
+    appearances: list[tuple[float, float]]
+    face: str = Field("", description="Their face thumbnail, relative to the film's artifact folder (the files "
+                      "route serves it).")
+
+
 class FilmDetail(FilmSummary):
     shots: list[Shot] = Field(description=f"The first {PAGE_LIMIT} shots; the rest from the shots route.")
     shots_total: int
     timeline: list[Event] = Field(description=f"The first {PAGE_LIMIT} indexed events of the film, in time order; "
                                   "the rest from the events route.")
     validation: dict | None = Field(None, description="The validation report of the indexed events, if found.")
+    people: list[FilmPerson] = Field(default_factory=list, description="Who is on screen, most seen first.")
 
 
 def film_dir(settings: Settings, video_id: str) -> Path:
@@ -140,13 +153,33 @@ def validation_report(settings: Settings, video_id: str, events: list[Event]) ->
     return None
 
 
+def film_people(settings: Settings, video_id: str, validation: dict | None) -> list[FilmPerson]:
+    """The people of the indexed run (the events stage's people_shown.json upstream of its validation), faces as
+    paths inside the film's artifact folder."""
+    if not validation:
+        return []
+    base = film_dir(settings, video_id).resolve()
+    shown = upstream_file(base / validation["folder"], PEOPLE_SHOWN_FILE)
+    if shown is None:
+        return []
+    people = []
+    for person in json.loads(shown.read_text()):
+        face = Path(person.get("thumbnail", "")).resolve()
+        people.append(FilmPerson(name=person["name"], screen_time_s=person["screen_time_s"],
+                                 appearances=person["appearances"],
+                                 face=str(face.relative_to(base)) if face.is_relative_to(base) and face.is_file()
+                                 else ""))
+    return sorted(people, key=lambda p: -p.screen_time_s)
+
+
 def film_detail(settings: Settings, video_id: str) -> FilmDetail:
     video = ingested(settings, video_id)
     events = film_events(settings, video_id)
     shots = film_shots(settings, video_id, events)
+    validation = validation_report(settings, video_id, events)
     return FilmDetail(**summarize(video, events, latest_report(settings, video_id)).model_dump(),
                       shots=shots[:PAGE_LIMIT], shots_total=len(shots), timeline=events[:PAGE_LIMIT],
-                      validation=validation_report(settings, video_id, events))
+                      validation=validation, people=film_people(settings, video_id, validation))
 
 
 _shots_cache: dict[tuple, tuple[Path | None, list[Shot]]] = {}

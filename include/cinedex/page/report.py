@@ -24,7 +24,9 @@ import cv2
 
 from cinedex import PIPELINE_VERSION
 from cinedex.core import progress
+from cinedex.core.artifacts import upstream_file
 from cinedex.core.model import read_events
+from cinedex.pipeline.events import PEOPLE_SHOWN_FILE
 from cinedex.pipeline.validation import VALID_FILE
 from cinedex.pipeline.frames import Shot, load_sampling
 from cinedex.pipeline.ingest import IngestedVideo
@@ -95,9 +97,10 @@ def _span(start_s: float, end_s: float) -> str:
     return f"{MediaTime(start_s).hhmmss()}-{MediaTime(end_s).hhmmss()}"
 
 
-def timeline_svg(duration_s: float, shots: list[Shot], events: list[Event]) -> str:
+def timeline_svg(duration_s: float, shots: list[Shot], events: list[Event], people: list[dict] = ()) -> str:
     """Rows of bars along the film under a strip of its shots' thumbnails: shots, chapters, one row per speaker,
-    on-screen text, visual events coloured by scene type."""
+    one per person on screen (`people`: the events stage's people_shown.json), on-screen text, visual events
+    coloured by scene type."""
     speakers = list(dict.fromkeys(e.speaker or "(unknown voice)" for e in events if e.source == "asr"))
     rows: list[tuple[str, list[str]]] = []
     rows.append(("shots", [_bar(s.start_s, s.end_s, len(rows), duration_s, ("#888", "#bbb")[s.shot_id % 2],
@@ -110,6 +113,10 @@ def timeline_svg(duration_s: float, shots: list[Shot], events: list[Event]) -> s
         lines = [e for e in events if e.source == "asr" and (e.speaker or "(unknown voice)") == speaker]
         rows.append((speaker, [_bar(e.start_s, e.end_s, len(rows), duration_s, SCENE_COLOURS["dialogue"],
                                     f"{_span(e.start_s, e.end_s)} {speaker}: {e.content}") for e in lines]))
+    for person in people:
+        rows.append((person["name"], [_bar(start, end, len(rows), duration_s, PALETTE[2],
+                                           f"{_span(start, end)} {person['name']} on screen")
+                                      for start, end in person["appearances"]]))
     texts = [e for e in events if e.source == "ocr"]
     if texts:
         rows.append(("on-screen text", [_bar(e.start_s, e.end_s, len(rows), duration_s, PALETTE[4],
@@ -136,6 +143,11 @@ def timeline_svg(duration_s: float, shots: list[Shot], events: list[Event]) -> s
     return "".join(parts)
 
 
+def _face(person: dict) -> str:
+    url = _inline_jpeg(person.get("thumbnail", ""), 24)
+    return f'<img src="{url}" alt="face of {escape(person["name"])}" height="48" width="48">' if url else ""
+
+
 def _list(values: list[str]) -> str:
     return ", ".join(escape(v) for v in values) or "none"
 
@@ -149,8 +161,9 @@ def stage_figures(records: dict[str, dict[str, dict]]) -> list[dict]:
 
 def render_report(video: IngestedVideo, events: list[Event], shots: list[Shot], validation: dict,
                   data_docs_href: str, run_id: str = "", written_at: datetime | None = None,
-                  stages: list[dict] | None = None) -> str:
-    """The report page as one HTML string; it loads nothing from anywhere. `stages`: `stage_figures` of the run."""
+                  stages: list[dict] | None = None, people: list[dict] = ()) -> str:
+    """The report page as one HTML string; it loads nothing from anywhere. `stages`: `stage_figures` of the run;
+    `people`: the events stage's people_shown.json."""
     written_at = written_at or datetime.now(timezone.utc)
     summary = next((e for e in events if e.source == "summary"), None)
     chapters = [e for e in events if e.source == "chapter"]
@@ -170,6 +183,13 @@ def render_report(video: IngestedVideo, events: list[Event], shots: list[Shot], 
     stage_rows = "".join(
         f"<tr><td>{escape(row['task'])}</td><td>{row['done']:,.0f} of {row['total']:,.0f} {escape(row['unit'])}</td>"
         f"<td>{row['seconds']:,.1f} s</td><td>{row['try_number']}</td></tr>" for row in stages or [])
+    people_rows = "".join(
+        f"<tr><td>{_face(person)}</td><td>{escape(person['name'])}</td><td>{person['screen_time_s']:.1f} s</td>"
+        f"<td>{len(person['appearances'])}</td><td>{_span(*person['appearances'][0])}</td></tr>"
+        for person in people if person["appearances"])
+    texts = [e for e in events if e.source == "ocr"]
+    text_rows = "".join(f"<tr><td>{_span(e.start_s, e.end_s)}</td><td>{escape(e.spatial_description)}</td>"
+                        f"<td lang=\"{escape(e.language)}\">{escape(e.content)}</td></tr>" for e in texts[:200])
     info = video.info
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -186,7 +206,7 @@ vertical-align: top; }} .ok {{ color: #2a7d2a; }} .bad {{ color: #b22; }} code {
 &middot; pipeline version {escape(PIPELINE_VERSION)}{f" &middot; run <code>{escape(run_id)}</code>" if run_id else ""}
 &middot; written {written_at.strftime("%Y-%m-%d %H:%M:%S UTC")}</p>
 <h2>Timeline</h2>
-{timeline_svg(info.duration_s, shots, events)}
+{timeline_svg(info.duration_s, shots, events, people)}
 <h2>Summary</h2>
 <p>{escape(summary.content) if summary else "No summary: the film-level pass did not run (no vision model)."}</p>
 <h2>Chapters</h2>
@@ -201,6 +221,12 @@ vertical-align: top; }} .ok {{ color: #2a7d2a; }} .bad {{ color: #b22; }} code {
 <tr><th>speakers</th><td>{_list(speakers)}</td></tr>
 <tr><th>languages</th><td>{_list(languages)}</td></tr>
 </table>
+<h2>People on screen</h2>
+{f"<table><tr><th>face</th><th>who</th><th>on screen</th><th>appearances</th><th>first</th></tr>{people_rows}</table>"
+ if people_rows else "<p>No people: no faces were found, or finding people was off for the run.</p>"}
+<h2>Text seen on screen</h2>
+{f"<table><tr><th>time</th><th>where</th><th>text</th></tr>{text_rows}</table>" if text_rows else
+ "<p>No on-screen text (other than subtitles of the dialogue), or reading text was off for the run.</p>"}
 <h2>The run's long stages</h2>
 {f"<table><tr><th>task</th><th>work</th><th>time</th><th>try</th></tr>{stage_rows}</table>" if stage_rows else
  "<p>No stage of this run recorded its progress (it ran outside Airflow, or every stage was reused from cache).</p>"}
@@ -236,8 +262,10 @@ def write_report(video: IngestedVideo, validation_dir: Path, settings: Settings,
     scratch = folder / f".{REPORT_FILE}.{os.getpid()}.{threading.get_ident()}"
     data_docs = f"../{validation_dir.name}/data_docs/index.html"
     stages = stage_figures(progress.read_records(settings.home, run_id)) if run_id else []
-    scratch.write_text(render_report(video, events, shots, validation, data_docs, run_id, stages=stages),
-                       encoding="utf-8")
+    shown = upstream_file(validation_dir, PEOPLE_SHOWN_FILE)
+    people = json.loads(shown.read_text()) if shown else []
+    scratch.write_text(render_report(video, events, shots, validation, data_docs, run_id, stages=stages,
+                                     people=people), encoding="utf-8")
     scratch.replace(target)
     log.info("report: %s written to %s", video.name, target)
     return target

@@ -14,12 +14,14 @@ from cinedex.pipeline.characters import apply_roster, attach_speakers, name_voic
 from cinedex.pipeline.frames import FrameSampling, load_sampling
 from cinedex.pipeline.ingest import IngestedVideo
 from cinedex.pipeline.on_screen_text import attach_subtitles, load_texts
+from cinedex.pipeline.people import Person, load_people, with_people
 from cinedex.core.model import Event, write_events
 from cinedex.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
 EVENTS_FILE = "events.jsonl"
+PEOPLE_SHOWN_FILE = "people_shown.json"  # the film's people as events show them: name, face, appearances
 # What the speech stage decoded and did not make into lines (not speech, another language), for the run report.
 SPEECH_DROPPED_FILE = "speech_dropped.json"
 
@@ -49,14 +51,23 @@ def dialogue_events(video: IngestedVideo, transcript: Transcript, sampling: Fram
     return events
 
 
+def write_people_shown(path: Path, people: list[Person], shown: dict[str, str]) -> None:
+    """The film's people as the events show them (`shown`: label -> name): what the page and the report list."""
+    path.write_text(json.dumps(
+        [{"label": p.label, "name": shown[p.label], "thumbnail": p.thumbnail, "appearances": p.appearances,
+          "screen_time_s": round(p.screen_time_s, 3)} for p in people], indent=1, ensure_ascii=False))
+
+
 def build_events(video: IngestedVideo, transcript_dir: Path, frames_dir: Path, settings: Settings,
                  vision_dir: Path | None = None, speakers_dir: Path | None = None,
-                 texts_dir: Path | None = None) -> Path:
+                 texts_dir: Path | None = None, people_dir: Path | None = None) -> Path:
     """The cached events stage: dialogue events from the transcript and, when the vision stage ran, visual events
     from its answers, with one film-wide name per character (`roster.json`) and every voice's name (`speakers.json`:
     the character the visual events say speaks its lines, else "Speaker N") and the on-screen texts read (burned-in
-    subtitles put on their line of dialogue, the rest as `ocr` events), in `events.jsonl`; visual moments that cannot be
-    placed go to `vision_quarantine.jsonl`, and what the speech stage dropped to `speech_dropped.json`."""
+    subtitles put on their line of dialogue, the rest as `ocr` events) and who is on screen during each (`people`,
+    the people stage's people by the names the speakers and visual moments give them: `people_shown.json`), in
+    `events.jsonl`; visual moments that cannot be placed go to `vision_quarantine.jsonl`, and what the speech stage
+    dropped to `speech_dropped.json`."""
     def write(folder: Path) -> None:
         sampling = load_sampling(frames_dir)
         transcript = labelled_transcript(transcript_dir, speakers_dir)
@@ -75,7 +86,10 @@ def build_events(video: IngestedVideo, transcript_dir: Path, frames_dir: Path, s
         roster = roster_of(events)
         events = apply_roster(events, roster)
         events, voices = name_voices(events, {label: roster.get(name, name) for label, name in voices.items()})
+        people = load_people(people_dir) if people_dir else []
+        events, shown = with_people(events, people)
         write_events(events, folder / EVENTS_FILE)
+        write_people_shown(folder / PEOPLE_SHOWN_FILE, people, shown)
         cast: dict[str, list[str]] = {}
         for spelling, name in sorted(roster.items()):
             cast.setdefault(name, []).append(spelling)
@@ -86,8 +100,9 @@ def build_events(video: IngestedVideo, transcript_dir: Path, frames_dir: Path, s
             "seconds": transcript.dropped_seconds(), "advice": transcript.advice,
             "stretches": [d.model_dump() for d in transcript.dropped]}, indent=1, ensure_ascii=False))
         log.info("events: %d events for %s (%d dialogue, %d visual, %d on-screen texts; %d visual moments "
-                 "quarantined)", len(events), video.name, sum(e.source == "asr" for e in events),
-                 sum(e.source == "vision" for e in events), sum(e.source == "ocr" for e in events), len(quarantined))
+                 "quarantined; %d people)", len(events), video.name, sum(e.source == "asr" for e in events),
+                 sum(e.source == "vision" for e in events), sum(e.source == "ocr" for e in events), len(quarantined),
+                 len(people))
 
     return cached_stage("events", video.video_id, settings.artifacts_dir, write,
-                        upstream=[transcript_dir, frames_dir, vision_dir, speakers_dir, texts_dir])
+                        upstream=[transcript_dir, frames_dir, vision_dir, speakers_dir, texts_dir, people_dir])

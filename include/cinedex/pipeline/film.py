@@ -120,6 +120,11 @@ def _cast(events: Iterable[Event], limit: int = 12) -> list[str]:
     return [name for name, _ in counts.most_common(limit)]
 
 
+def _on_screen(events: Iterable[Event], limit: int) -> list[str]:
+    """The people most often on screen in the events."""
+    return [name for name, _ in Counter(p for e in events for p in e.people).most_common(limit)]
+
+
 def film_documents(video: IngestedVideo, answer: FilmSummary, events: Sequence[Event], language: str) -> list[Event]:
     """The summary (source "summary", the whole film) and each chapter (source "chapter") as indexable events."""
     duration = video.info.duration_s
@@ -127,13 +132,13 @@ def film_documents(video: IngestedVideo, answer: FilmSummary, events: Sequence[E
     if answer.summary.strip():
         documents.append(Event(video_id=video.video_id, start_s=0.0, end_s=duration, source="summary",
                                event=f"Summary of {video.name}", content=answer.summary.strip(),
-                               characters=_cast(events), language=language))
+                               characters=_cast(events), people=_on_screen(events, 12), language=language))
     for chapter in tile_chapters(answer.chapters, duration):
         inside = [e for e in events if chapter.start_s <= (e.start_s + e.end_s) / 2 < chapter.end_s]
         documents.append(Event(video_id=video.video_id, start_s=chapter.start_s, end_s=chapter.end_s,
                                source="chapter", event=chapter.title.strip() or chapter.summary.strip()[:80],
                                content=chapter.summary.strip() or chapter.title.strip(),
-                               characters=_cast(inside, 6), language=language))
+                               characters=_cast(inside, 6), people=_on_screen(inside, 6), language=language))
     return documents
 
 

@@ -25,6 +25,7 @@ from cinedex.pipeline.speakers import labelled_transcript
 from cinedex.pipeline.frames import FrameSampling, SampledFrame, Shot, load_sampling
 from cinedex.pipeline.ingest import IngestedVideo
 from cinedex.pipeline.on_screen_text import load_texts
+from cinedex.pipeline.people import Person, load_people, person_name
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,13 @@ class WindowText(BaseModel):
     where: str = Field("", description="caption band, title card or sign, and where in the picture")
 
 
+class WindowPerson(BaseModel):
+    """A person the people stage saw on screen during the window (by face), given to the model as context."""
+
+    name: str  # "Person N": one name for one face across the film
+    spans: list[tuple[float, float]]  # when, within the window
+
+
 # A window's prompt has room for about PROMPT_TOKENS of text beside its frames: so many on-screen texts at most, the
 # longest first cut.
 MAX_TEXTS_PER_WINDOW, MAX_TEXT_CHARS = 12, 160
@@ -66,6 +74,7 @@ class Window(BaseModel):
     frames: list[WindowFrame]
     lines: list[WindowLine] = Field(default_factory=list)
     texts: list[WindowText] = Field(default_factory=list)
+    people: list[WindowPerson] = Field(default_factory=list)
     source_fps: float = Field(description="The film's frame rate, so frame indices map back to film time.")
     frames_dropped: int = Field(0, description="Sampled frames of the window left out to stay within max_frames "
                                 "(an evenly spread subset is kept, always with each shot's first frame).")
@@ -271,6 +280,17 @@ def _assign_texts(windows: list[Window], texts: list[Event]) -> None:
                         for t in sorted(kept, key=lambda t: (t.start_s, t.end_s))]
 
 
+def _assign_people(windows: list[Window], people: list[Person]) -> None:
+    """Each person to the windows they are on screen in, with their spans clipped to the window."""
+    for window in windows:
+        window.people = []
+        for person in people:
+            spans = [(max(start, window.start_s), min(end, window.end_s)) for start, end in person.appearances
+                     if start < window.end_s and end > window.start_s]
+            if spans:
+                window.people.append(WindowPerson(name=person_name(person.label), spans=spans))
+
+
 # --- film-level sizing: windows to mapped tasks --------------------------------------------------------------------
 
 AIRFLOW_MAX_MAP_LENGTH = 1024  # Airflow's default [core] max_map_length
@@ -301,10 +321,11 @@ class WindowPlan(BaseModel):
 
 
 def plan_windows(video: IngestedVideo, frames_dir: Path, transcript_dir: Path, settings: Settings,
-                 speakers_dir: Path | None = None, texts_dir: Path | None = None) -> Path:
+                 speakers_dir: Path | None = None, texts_dir: Path | None = None,
+                 people_dir: Path | None = None) -> Path:
     """The cached windows stage: `windows.json` (the windows and their batches) in its artifact folder; the
-    windows' lines carry their voice labels when the speakers stage found any, and the windows the text read on
-    screen during them when the on-screen text stage ran."""
+    windows' lines carry their voice labels when the speakers stage found any, the windows the text read on
+    screen during them when the on-screen text stage ran, and the people on screen when the people stage ran."""
     def write(folder: Path) -> None:
         sampling = load_sampling(frames_dir)
         max_frames = max_frames_for(settings.vision_context_tokens, sampling.width, sampling.height,
@@ -312,6 +333,7 @@ def plan_windows(video: IngestedVideo, frames_dir: Path, transcript_dir: Path, s
         transcript = labelled_transcript(transcript_dir, speakers_dir)
         windows = build_windows(sampling, transcript, video.info.fps, settings.window_target_s,
                                 settings.window_max_s, max_frames, load_texts(texts_dir) if texts_dir else [])
+        _assign_people(windows, load_people(people_dir) if people_dir else [])
         # One generate call per mapped task: a 3-hour film at 120 s windows and batches of 4 makes about 23 tasks.
         size = windows_per_batch(len(windows), settings.vision_batch_size)
         plan = WindowPlan(windows=windows, batches=[[w.index for w in batch] for batch in batches(windows, size)],
@@ -320,7 +342,8 @@ def plan_windows(video: IngestedVideo, frames_dir: Path, transcript_dir: Path, s
         log.info("windows: %s cut into %d windows, %d inference tasks", video.name, len(windows), len(plan.batches))
 
     return cached_stage("windows", video.video_id, settings.artifacts_dir, write,
-                        upstream=[frames_dir, transcript_dir, speakers_dir, texts_dir], target_s=settings.window_target_s,
+                        upstream=[frames_dir, transcript_dir, speakers_dir, texts_dir, people_dir],
+                        target_s=settings.window_target_s,
                         max_s=settings.window_max_s, context_tokens=settings.vision_context_tokens,
                         max_new_tokens=settings.vision_max_new_tokens, windows_per_task=settings.vision_batch_size)
 
@@ -330,10 +353,11 @@ def load_plan(windows_dir: Path) -> WindowPlan:
 
 
 def plan_batches(video: IngestedVideo, frames_dir: Path, transcript_dir: Path, settings: Settings,
-                 speakers_dir: Path | None = None, texts_dir: Path | None = None) -> list[dict]:
+                 speakers_dir: Path | None = None, texts_dir: Path | None = None,
+                 people_dir: Path | None = None) -> list[dict]:
     """The vision work of a film, one item per inference task (`windows_dir`, `batch`); none without a vision
     model or without a picture, so the DAG skips inference."""
     if not settings.vision_enabled or not video.info.has_video:
         return []
-    windows_dir = plan_windows(video, frames_dir, transcript_dir, settings, speakers_dir, texts_dir)
+    windows_dir = plan_windows(video, frames_dir, transcript_dir, settings, speakers_dir, texts_dir, people_dir)
     return [{"windows_dir": str(windows_dir), "batch": i} for i in range(len(load_plan(windows_dir).batches))]

@@ -369,10 +369,13 @@ function drawTimeline(film, player) {
     .map((h) => ({ ...h, tip: `hit: ${timecode(h.start_s)} ${h.content || h.event}` }));
   const shots = film.shots.map((s) => ({ ...s, tip: `shot ${s.shot_id} at ${timecode(s.start_s)}`,
     image: `api/films/${encodeURIComponent(film.video_id)}/shots/${s.shot_id}.jpg` }));
+  const onScreen = (film.people || []).map((p) => [p.name, p.appearances.map(([start_s, end_s]) =>
+    ({ start_s, end_s, tip: `${timecode(start_s)}-${timecode(end_s)} ${p.name} on screen` })), "person"]);
   const lanes = [
     ["shots", shots, "thumbs"],
     ["chapters", of("chapter"), "chapter"],
     ...speakers.map((who) => [who, of("asr").filter((e) => speakerOf(e) === who), "asr"]),
+    ...onScreen,
     ["on-screen text", of("ocr"), "ocr"],
     ["visual", of("vision"), "vision"],
     ["search hits", hits, "hit"],
@@ -434,6 +437,13 @@ async function openFilm(videoId, at = 0) {
   $("film-summary").textContent = summary ? summary.content : "No summary (the film-level pass needs a vision model).";
   $("film-chapters").replaceChildren(...events.filter((e) => e.source === "chapter").map((e) =>
     el("li", { onclick: () => play(player, film.video_id, e.start_s) }, `${timecode(e.start_s)} `, el("strong", {}, e.event), ` ${e.content}`)));
+  $("film-people").replaceChildren(...(film.people || []).map((p) => el("li", {},
+    el("button", { class: "person", title: `first on screen at ${timecode(p.appearances[0][0])}`,
+      onclick: () => play(player, film.video_id, p.appearances[0][0]) },
+      p.face ? el("img", { src: `api/films/${encodeURIComponent(film.video_id)}/files/${p.face}`, alt: `face of ${p.name}`,
+        width: 48, height: 48 }) : null,
+      el("span", {}, p.name), el("small", {}, `${Math.round(p.screen_time_s)} s on screen`)))));
+  if (!(film.people || []).length) $("film-people").replaceChildren(el("li", { class: "hint" }, "No one found on screen."));
   $("film-speakers").replaceChildren(...speakers.map((who) => el("div", {}, el("h4", {}, who),
     el("ol", {}, events.filter((e) => e.source === "asr" && speakerOf(e) === who).map((e) =>
       el("li", { onclick: () => play(player, film.video_id, e.start_s), lang: e.language || undefined },
@@ -445,6 +455,7 @@ async function openFilm(videoId, at = 0) {
   fill($("filter-source"), events.map((e) => e.source), "every source");
   fill($("filter-scene"), events.map((e) => e.scene_type), "every scene type");
   fill($("filter-speaker"), events.map((e) => e.speaker).filter(Boolean), "every speaker");
+  fill($("filter-person"), events.flatMap((e) => e.people || []), "anyone on screen");
   $("filter-text").value = "";
   renderEvents();
 }
@@ -452,19 +463,20 @@ async function openFilm(videoId, at = 0) {
 function renderEvents() {
   if (!currentFilm) return;
   const source = $("filter-source").value, scene = $("filter-scene").value, speaker = $("filter-speaker").value;
+  const person = $("filter-person").value;
   const text = $("filter-text").value.trim().toLowerCase();
   const player = $("film-player");
   const rows = currentFilm.timeline.filter((e) => (!source || e.source === source) && (!scene || e.scene_type === scene)
-    && (!speaker || e.speaker === speaker)
+    && (!speaker || e.speaker === speaker) && (!person || (e.people || []).includes(person))
     && (!text || `${e.content} ${e.event} ${e.characters.join(" ")}`.toLowerCase().includes(text)));
   $("event-table").querySelector("tbody").replaceChildren(...rows.map((e) => el("tr", { lang: e.language || undefined },
     el("td", {}, el("button", { class: "link", onclick: () => play(player, currentFilm.video_id, e.start_s) },
       `${e.start_time}-${e.end_time}`)),
     el("td", {}, e.source), el("td", {}, e.scene_type), el("td", {}, e.speaker), el("td", {}, e.characters.join(", ")),
-    el("td", {}, e.event), el("td", {}, e.content))));
+    el("td", {}, (e.people || []).join(", ")), el("td", {}, e.event), el("td", {}, e.content))));
 }
 
-for (const id of ["filter-source", "filter-scene", "filter-speaker", "filter-text"]) {
+for (const id of ["filter-source", "filter-scene", "filter-speaker", "filter-person", "filter-text"]) {
   $(id).addEventListener("input", renderEvents);
 }
 $("event-filters").addEventListener("submit", (e) => e.preventDefault());

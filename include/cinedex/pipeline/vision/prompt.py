@@ -81,6 +81,11 @@ def user_text(window: Window, timestamp_alignment: bool) -> tuple[str, str]:
         read = "\n".join(f"[{text.start_s:.1f}-{text.end_s:.1f} s] ({text.where or 'on screen'}) {text.text}"
                          for text in window.texts)
         after += f"On-screen text (OCR):\n{read}\n"
+    if window.people:
+        seen = "\n".join(f"{person.name}: " + ", ".join(f"{start:.1f}-{end:.1f} s" for start, end in person.spans)
+                         for person in window.people)
+        after += (f"People on screen (face recognition; one label is one person across the whole film, name them "
+                  f"in characters when you know who they are):\n{seen}\n")
     return before, after + "Describe the moments as JSON."
 
 
