@@ -55,3 +55,24 @@ def screenshot_folder(config, name: str) -> Path:
     with config.pluginmanager.get_plugin("capturemanager").global_and_fixture_disabled():
         print(f"\nbrowser test screenshots: {folder}")
     return folder
+
+
+def follow_run(page, shot, timeout_s: float) -> list[float]:
+    """The page's run progress bar, read every half second until the run ends: its values, with a screenshot (by
+    `shot(step)`) when it first moves, when it first passes half way and when the run ends."""
+    import time
+
+    seen, deadline = [], time.monotonic() + timeout_s
+    try:
+        while not page.get_attribute("#run", "data-finished"):
+            assert time.monotonic() < deadline, page.inner_text("#run")
+            value = float(page.eval_on_selector("#run-progress", "bar => bar.value"))
+            if value > 0 and not any(0 < v for v in seen):
+                shot("04a-run-progress-moving")
+            if value >= 0.5 and not any(v >= 0.5 for v in seen):
+                shot("04b-run-progress-half-way")
+            seen.append(value)
+            time.sleep(0.5)
+    finally:
+        shot("05-run-finished")
+    return seen

@@ -23,6 +23,15 @@ def test_no_import_errors(dagbag):
     assert "cinedex_index_video" in dagbag.dag_ids
 
 
+def test_the_page_knows_every_task_of_the_index_dag_in_pipeline_order(dagbag):
+    from cinedex.orchestration.dagspec import INDEX_TASKS
+
+    dag = dagbag.dags["cinedex_index_video"]
+    assert sorted(INDEX_TASKS) == sorted(dag.task_ids)
+    for task_id in INDEX_TASKS:  # each task after all it depends on
+        assert all(INDEX_TASKS.index(up) < INDEX_TASKS.index(task_id) for up in dag.get_task(task_id).upstream_task_ids)
+
+
 def test_every_dag_is_tagged_retried_and_uses_known_pools(dagbag):
     for dag_id, dag in dagbag.dags.items():
         assert dag.tags, f"{dag_id} has no tags"

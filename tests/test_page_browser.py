@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 from airflow_services import ADMIN, airflow_stack, services_available
-from browser import headless_page, required, screenshot_folder
+from browser import follow_run, headless_page, required, screenshot_folder
 
 from cinedex.orchestration.dagspec import INDEX_DAG_ID
 
@@ -129,19 +129,7 @@ def test_upload_index_search_and_play_from_the_hit(airflow_services, browser_pag
     shot("04-run-started")
     # The run's progress bar moves as its stages go: read it until the run ends, a screenshot when it first moves
     # and when it first passes half way.
-    seen, deadline = [], time.monotonic() + RUN_TIMEOUT_S
-    try:
-        while not page.get_attribute("#run", "data-finished"):
-            assert time.monotonic() < deadline, page.inner_text("#run")
-            value = float(page.eval_on_selector("#run-progress", "bar => bar.value"))
-            if value > 0 and not any(0 < v for v in seen):
-                shot("04a-run-progress-moving")
-            if value >= 0.5 and not any(v >= 0.5 for v in seen):
-                shot("04b-run-progress-half-way")
-            seen.append(value)
-            time.sleep(0.5)
-    finally:
-        shot("05-run-finished")
+    seen = follow_run(page, shot, RUN_TIMEOUT_S)
     state = page.get_attribute("#run", "data-finished")
     assert state == "success", page.inner_text("#run") + "\n" + airflow_services["logs"]["scheduler"].read_text()[-3000:]
     assert page.inner_text("#run-stage") == "write_report"

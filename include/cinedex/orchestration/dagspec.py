@@ -12,8 +12,8 @@ INDEX_DAG_ID = "cinedex_index_video"
 DAILY_DAG_ID = "cinedex_daily_ingest"
 # The index DAG's tasks in pipeline order (the page names the stage a run is in by them).
 INDEX_TASKS = ("ingest_video", "extract_audio", "sample_frames", "transcribe", "diarize_speakers", "read_text",
-               "plan_windows", "describe_windows", "build_events", "plan_summary", "summarize_film", "validate",
-               "embed", "load", "write_report")
+               "find_people", "plan_windows", "describe_windows", "build_events", "plan_summary", "summarize_film",
+               "validate", "embed", "load", "write_report")
 # Speech and vision inference go to the Celery queue only GPU workers serve, one task per slot of the pool.
 GPU_POOL = "gpu"
 GPU_QUEUE = "gpu"
