@@ -160,3 +160,12 @@ def test_texts_are_found_by_search(read_film, backend, request, monkeypatch):
     assert sign and sign[0].content == "CITY LIBRARY" and sign[0].start_s == pytest.approx(7.0, abs=0.5)
     station = search("北京火车站", settings, limit=3, mode="bm25")
     assert station and station[0].content == "北京火车站"
+
+
+def test_the_reader_runs_on_a_cuda_gpu_where_onnx_runtime_has_one():
+    """On a GPU worker (onnxruntime-gpu), detection and recognition run on CUDA; elsewhere on the CPU."""
+    engine = ost._engine()
+    expected = ["CUDAExecutionProvider", "CPUExecutionProvider"] if ost.on_gpu() else \
+        ["CPUExecutionProvider"]
+    assert engine.text_det.infer.session.get_providers() == expected
+    assert engine.text_rec.session.session.get_providers() == expected

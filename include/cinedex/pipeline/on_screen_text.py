@@ -224,13 +224,21 @@ def _where(box: tuple[float, float, float, float]) -> str:
     return f"{row} {column}"
 
 
+def on_gpu() -> bool:
+    """ONNX Runtime can run on a CUDA GPU here (onnxruntime-gpu on a GPU worker)."""
+    import onnxruntime
+
+    return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+
+
 @functools.cache
 def _engine():
     from rapidocr_onnxruntime import RapidOCR  # imported when first read: ONNX sessions take a second to load
 
+    cuda = on_gpu()
     # Detection at the sampled frame's own size ("max": never upscaled to the default 736-px short side).
     return RapidOCR(det_limit_side_len=960, det_limit_type="max", intra_op_num_threads=_THREADS,
-                    inter_op_num_threads=1)
+                    inter_op_num_threads=1, det_use_cuda=cuda, cls_use_cuda=cuda, rec_use_cuda=cuda)
 
 
 class _Source:
