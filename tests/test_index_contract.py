@@ -107,6 +107,17 @@ def test_load_count_and_read_back_in_time_order(index):
     assert film == events("interstellar", INTERSTELLAR)
 
 
+def test_a_load_advances_its_progress_by_the_events_sent(settings):
+    import logging
+
+    from cinedex.core.progress import Progress
+
+    film = events("interstellar", INTERSTELLAR)
+    progress = Progress(None, len(film), "events loaded", logging.getLogger("test"))
+    open_index(settings).replace_video("interstellar", film, vectors(film), progress)
+    assert progress.done == len(film)
+
+
 def test_phrase_finds_its_event_first_with_its_time_range(index, settings):
     hits = search("beginning of a beautiful friendship", settings)
 

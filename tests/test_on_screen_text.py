@@ -76,6 +76,11 @@ def test_burned_in_subtitles_go_to_their_dialogue():
                                                        "Where are", ""]
     assert [line.id for line in lines] == [line.id for line in dialogue]
     assert [t.content for t in rest] == ["你要去哪里", "CITY LIBRARY", "the rabbit wakes up in the meadow"]
+    # Where the transcript's times are Whisper's own, a line its subtitles show whole takes their span (read off
+    # the picture); a caption holding part of a line leaves the line's times alone.
+    retimed, _ = ost.attach_subtitles(texts, dialogue, retime=True)
+    assert [(line.start_s, line.end_s) for line in retimed] == [(0.8, 3.6), (6.0, 9.2), (19.2, 21.0), (30.0, 33.0)]
+    assert retimed[0].start_time == "00:00:00" and retimed[0].id != dialogue[0].id and retimed[3] == dialogue[3]
 
 
 @pytest.fixture(scope="module")

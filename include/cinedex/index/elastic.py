@@ -50,6 +50,7 @@ from elasticsearch import (
 
 from cinedex import PIPELINE_VERSION
 from cinedex.core.model import EVENT_FIELDS, Condition, Event, EventFields, SearchFilters
+from cinedex.core.progress import Progress
 # The embedded backend's weighting, so both backends rank alike.
 from cinedex.index.embedded import FIELD_TIE_BREAKER, HIGHLIGHT_MAX_CHARS, PHRASE_BOOST, PHRASE_SLOP
 from cinedex.index.protocol import FailedDocument, LoadReport
@@ -442,7 +443,8 @@ class ElasticIndex:
 
     # --- loading
 
-    def replace_video(self, video_id: str, events: list[Event], vectors: np.ndarray | None = None) -> LoadReport:
+    def replace_video(self, video_id: str, events: list[Event], vectors: np.ndarray | None = None,
+                      progress: Progress | None = None) -> LoadReport:
         """Makes the index hold exactly `events` for the video; `vectors` row i is events[i]'s embedding. The
         index is made on the first load, as wide as its vectors."""
         if vectors is not None and vectors.ndim == 2 and not self._retrying(
@@ -470,7 +472,7 @@ class ElasticIndex:
                 self._retrying(self._create_index)
                 carried_over = sum(self._retrying(lambda old=old: self._carry_over(old, video_id, lease))
                                    for old in previous)
-                indexed, failed = self._load_documents(self.bulk_actions(events, vectors), lease)
+                indexed, failed = self._load_documents(self.bulk_actions(events, vectors), lease, progress)
                 keep = [event.id for event in events]
                 lease.ensure()
                 stale_deleted = self._retrying(lambda: self._delete_stale(video_id, keep))
@@ -634,7 +636,8 @@ class ElasticIndex:
             "retry_on_status": TRANSIENT_STATUSES,
         }
 
-    def _load_documents(self, actions: list[dict], lease: _Lease) -> tuple[int, list[FailedDocument]]:
+    def _load_documents(self, actions: list[dict], lease: _Lease,
+                        progress: Progress | None = None) -> tuple[int, list[FailedDocument]]:
         """Sends the actions; those still refused as transient, or cut off by a lost connection, are sent again."""
         pending = {action["_id"]: action for action in actions}
         indexed = 0
@@ -654,6 +657,8 @@ class ElasticIndex:
                 else:
                     failed.append(FailedDocument(id=result["_id"], status=result["status"],
                                                  reason=_error_reason(result["error"])))
+                if progress:
+                    progress.update(indexed + len(failed))
             if pending:
                 raise _DocumentsRefused(f"{len(pending)} documents still refused with {TRANSIENT_STATUSES}")
 

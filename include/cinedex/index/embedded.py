@@ -25,6 +25,7 @@ import numpy as np
 import tantivy
 
 from cinedex.core.model import EVENT_FIELDS, Condition, Event, EventFields, SearchFilters
+from cinedex.core.progress import Progress
 from cinedex.index import cjk
 from cinedex.index.protocol import LoadReport
 from cinedex.index.vectors import VectorStore
@@ -216,7 +217,8 @@ class EmbeddedIndex:
 
     # --- loading
 
-    def replace_video(self, video_id: str, events: list[Event], vectors: np.ndarray | None = None) -> LoadReport:
+    def replace_video(self, video_id: str, events: list[Event], vectors: np.ndarray | None = None,
+                      progress: Progress | None = None) -> LoadReport:
         """Swaps the video's documents for `events` in one commit, so a reader sees the old set or the new one;
         then its vectors (row i belongs to the i-th event), if given."""
         events = list(events)
@@ -225,6 +227,8 @@ class EmbeddedIndex:
             if event.video_id != video_id:
                 raise ValueError(f"event {event.id} belongs to video {event.video_id!r}, not {video_id!r}")
             docs.append(to_document(event, self.fields))
+            if progress:
+                progress.advance(1)
         self._commit(video_id, docs)
         # A kNN hit whose document is not (or no longer) in tantivy is dropped, so this order is safe either way.
         self.vectors.replace_video(video_id, events, vectors)

@@ -9,6 +9,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from cinedex.core.model import Event, EventFields, SearchFilters
+from cinedex.core.progress import Progress
 
 
 class FailedDocument(BaseModel):
@@ -32,9 +33,11 @@ class IndexBackend(Protocol):
     name: str  # "embedded" or "elasticsearch"
     fields: EventFields  # the event model it stores, with its field roles
 
-    def replace_video(self, video_id: str, events: list[Event], vectors: np.ndarray | None = None) -> LoadReport:
+    def replace_video(self, video_id: str, events: list[Event], vectors: np.ndarray | None = None,
+                      progress: Progress | None = None) -> LoadReport:
         """Makes the index hold exactly `events` for the video (row i of `vectors` is events[i]'s embedding);
-        a searcher sees the old set or the new one, never a mix that lacks events."""
+        a searcher sees the old set or the new one, never a mix that lacks events. `progress` is advanced by the
+        events sent."""
 
     def delete_video(self, video_id: str) -> int: ...
 

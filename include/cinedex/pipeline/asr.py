@@ -19,6 +19,8 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 from cinedex.core.artifacts import cached_stage
@@ -51,6 +53,9 @@ class Transcript(BaseModel):
                               "where the speakers stage's turns label the utterances).")
     dropped: list[DroppedSpeech] = Field(default_factory=list, description="Decoded text not made into utterances.")
     advice: str = Field("", description="What to change when speech was dropped for its language.")
+    word_times: Literal["aligned", "whisper"] = Field(
+        "whisper", description="Where the word times come from: a wav2vec2 alignment model (to a tenth of a second), "
+        "or Whisper's cross-attention alone (a second or more off, in languages without an alignment model).")
 
     def dropped_seconds(self) -> dict[str, float]:
         return speech_checks.seconds_by_reason(self.dropped)
@@ -295,7 +300,7 @@ def transcribe(audio_path: Path, settings: Settings) -> Transcript:
     log.info("asr: %s: %d utterances from %d segments, %.1f s of audio in %.1f s (real-time factor %.3f)",
              name, len(utterances), len(segments), duration, elapsed, elapsed / duration if duration else 0.0)
     return Transcript(language=language or "", model=model_name, utterances=utterances, dropped=dropped,
-                      advice=advice)
+                      advice=advice, word_times="aligned" if align_name else "whisper")
 
 
 # --- subtitles and the cached stage -----------------------------------------------------------------------------

@@ -74,7 +74,7 @@ def build_events(video: IngestedVideo, transcript_dir: Path, frames_dir: Path, s
         events = dialogue_events(video, transcript, sampling)
         texts = load_texts(texts_dir) if texts_dir else []
         if texts:  # burned-in subtitles go onto their line; other texts are events of their own
-            events, texts = attach_subtitles(texts, events)
+            events, texts = attach_subtitles(texts, events, retime=transcript.word_times == "whisper")
             events = sorted([*events, *texts], key=lambda e: (e.start_s, e.end_s, e.source))
         quarantined: list[dict] = []
         if vision_dir:

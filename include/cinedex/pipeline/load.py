@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cinedex.core.progress import Progress
 from cinedex.core.settings import Settings
 from cinedex.index import open_index
 from cinedex.pipeline.embeddings import load_embeddings
@@ -29,7 +30,9 @@ def load_video(video: IngestedVideo, validation_dir: Path, embeddings_dir: Path,
     by_id = load_embeddings(Path(embeddings_dir))
     vectors = np.stack([by_id[e.id] for e in events]) if events else None
     index = open_index(settings)
-    report = index.replace_video(video.video_id, events, vectors)
+    progress = Progress(settings.home, len(events), "events loaded", log, name=f"load: {video.name}")
+    report = index.replace_video(video.video_id, events, vectors, progress)
+    progress.finish()
     if report.failed:
         first = report.failed[0]
         raise DocumentsRefused(f"{len(report.failed)} of {len(events)} events of {video.name} were refused by "

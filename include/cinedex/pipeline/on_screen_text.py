@@ -517,16 +517,32 @@ def match_subtitles(texts: list[Event], dialogue: list[Event]) -> dict[str, str]
     return matched
 
 
-def attach_subtitles(texts: list[Event], dialogue: list[Event]) -> tuple[list[Event], list[Event]]:
+def attach_subtitles(texts: list[Event], dialogue: list[Event],
+                     retime: bool = False) -> tuple[list[Event], list[Event]]:
     """(dialogue, texts): each burned-in subtitle's text put on the line of dialogue it shows (`on_screen_text`),
-    and the on-screen texts that are not subtitles, to index on their own."""
+    and the on-screen texts that are not subtitles, to index on their own. With `retime` (the transcript's word
+    times are Whisper's own, a second or more off), a line whose subtitles show just it takes their span: read off
+    the picture to a fraction of a second, it times the line better."""
     matched = match_subtitles(texts, dialogue)
-    shown: dict[str, list[str]] = {}
+    shown: dict[str, list[Event]] = {}
     for text in texts:
         if text.id in matched:
-            shown.setdefault(matched[text.id], []).append(text.content)
-    lines = [line.model_copy(update={"on_screen_text": " ".join([line.on_screen_text, *shown[line.id]]).strip()})
-             if line.id in shown else line for line in dialogue]
+            shown.setdefault(matched[text.id], []).append(text)
+    lines = []
+    for line in dialogue:
+        captions = sorted(shown.get(line.id, []), key=lambda c: c.start_s)
+        if not captions:
+            lines.append(line)
+            continue
+        update: dict = {"on_screen_text": " ".join([line.on_screen_text, *(c.content for c in captions)]).strip()}
+        said, read = _normal(line.content), _normal("".join(c.content for c in captions))
+        if retime and len(read) <= 1.5 * len(said) and len(said) <= 1.5 * len(read):  # the subtitles are this line
+            update |= {"start_s": captions[0].start_s, "end_s": captions[-1].end_s}
+            # Validated anew: the times and the id derive from the span.
+            line = Event.model_validate({**line.model_dump(exclude={"id", "start_time", "end_time"}), **update})
+        else:
+            line = line.model_copy(update=update)
+        lines.append(line)
     return lines, [text for text in texts if text.id not in matched]
 
 
