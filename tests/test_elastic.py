@@ -151,7 +151,12 @@ def test_mapping_is_derived_from_every_event_field():
     assert properties["embedding"] == {"type": "dense_vector", "dims": DIMS, "index": True, "similarity": "cosine"}
     for name in EVENT_FIELDS.text:
         assert properties[name]["type"] == "text" and properties[name]["analyzer"] == "english"
-        assert properties[name]["fields"]["cjk"] == {"type": "text", "analyzer": "cjk"}
+        assert properties[name]["fields"]["cjk"] == {"type": "text", "analyzer": "cjk_simplified_indexed",
+                                                     "search_analyzer": "cjk_simplified"}
+    # The CJK analyzers fold traditional characters into simplified ones before cutting bigrams.
+    analysis = mapping["settings"]["analysis"]
+    assert "夢=>梦" in analysis["char_filter"]["traditional_to_simplified"]["mappings"]
+    assert set(analysis["analyzer"]) == {"cjk_simplified", "cjk_simplified_indexed"}
     assert properties["speaker"]["fields"]["keyword"] == {"type": "keyword"}
     assert properties["characters"]["fields"]["keyword"] == {"type": "keyword"}
     for name in ("id", "video_id", "scene_type", "source", "language", "pipeline_version"):

