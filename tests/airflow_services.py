@@ -282,3 +282,51 @@ def airflow_stack(root: Path, executor: str = "CeleryExecutor", extra_env: dict[
         finally:
             for component in reversed(list(stack.components.values())):
                 component.stop()
+
+
+@contextlib.contextmanager
+def cinedex_ui(cinedex_home: Path, extra_env: dict[str, str]) -> Iterator[dict]:
+    """`cinedex ui` (what `make ui` runs) started as a person starts it, with its own SQLite database under
+    `cinedex_home`: yields its page's URL, the login it printed and its components' log folder once the index DAG
+    is parsed; Ctrl-C (SIGINT) stops it after."""
+    import queue
+    import threading
+
+    port = free_port()
+    env = {name: value for name, value in os.environ.items() if not name.startswith("AIRFLOW")}
+    env.update({"CINEDEX_HOME": str(cinedex_home), **extra_env})
+    ui = subprocess.Popen([sys.executable, "-m", "cinedex.cli", "ui", "--port", str(port), "--no-browser"], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cinedex_home.parent)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in ui.stdout], daemon=True).start()
+    seen: list[str] = []
+
+    def line_starting(prefix: str, timeout_s: float) -> str:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                seen.append(lines.get(timeout=1))
+            except queue.Empty:
+                continue
+            if seen[-1].startswith(prefix):
+                return seen[-1]
+        raise AssertionError(f"`cinedex ui` printed no {prefix!r} within {timeout_s:.0f} s:\n{''.join(seen)}")
+
+    try:
+        page = line_starting("cinedex page:", 300).split(": ", 1)[1].strip()
+        user, password = (part.strip() for part in line_starting("login:", 10).split(":", 1)[1].split("/"))
+        token = requests.post(f"http://127.0.0.1:{port}/auth/token", json={"username": user, "password": password},
+                              timeout=30).json()["access_token"]
+        deadline = time.monotonic() + 180  # the DAG processor parses the DAG files first
+        while requests.get(f"{page}api/form", headers={"Authorization": f"Bearer {token}"},
+                           timeout=30).status_code != 200:
+            assert time.monotonic() < deadline, "the index DAG was not parsed within 180 s"
+            time.sleep(2)
+        yield {"url": f"http://127.0.0.1:{port}", "page": page, "login": (user, password),
+               "logs": cinedex_home / "airflow" / "logs" / "ui"}
+    finally:
+        ui.send_signal(signal.SIGINT)
+        try:
+            ui.wait(90)
+        except subprocess.TimeoutExpired:
+            ui.kill()

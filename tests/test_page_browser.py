@@ -3,12 +3,13 @@ sample film, wait for its run, search for a spoken phrase, play the film from th
 the library.
 
 Airflow runs as it does in a deployment: `api-server`, `scheduler`, `dag-processor` and `triggerer` as their own
-processes, on a private PostgreSQL database created for the test and dropped after it (tests/airflow_services.py),
-in two configurations, so every step runs on each:
+processes, in two configurations, so every step runs on each:
 
-- `local-embedded`: LocalExecutor and the embedded index;
+- `make-ui-embedded`: what `make ui` starts on a laptop (`cinedex ui`: LocalExecutor on its own SQLite database under
+  CINEDEX_HOME) and the embedded index;
 - `compose-elasticsearch`: what docker-compose.yaml deploys: CeleryExecutor on Redis with a default-queue worker and
-  a `gpu`-queue worker, and the Elasticsearch index (the test session's Elasticsearch-API server).
+  a `gpu`-queue worker, and the Elasticsearch index (the test session's Elasticsearch-API server), on a private
+  PostgreSQL database created for the test and dropped after it (tests/airflow_services.py).
 
 Screenshots of every step are kept in the folder the test prints (CINEDEX_TEST_ARTIFACTS, default
 .test-artifacts/browser), a subfolder per configuration.
@@ -21,7 +22,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from airflow_services import ADMIN, airflow_stack, services_available
+from airflow_services import ADMIN, airflow_stack, cinedex_ui, services_available
 from browser import follow_run, headless_page, required, screenshot_folder
 
 from cinedex.orchestration.dagspec import INDEX_DAG_ID
@@ -30,7 +31,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 RUN_TIMEOUT_S = 300
 SPOKEN = "they all call me a Yankee down here"
-CONFIGURATIONS = ("local-embedded", "compose-elasticsearch")
+CONFIGURATIONS = ("make-ui-embedded", "compose-elasticsearch")
 GPU_TASKS = {"transcribe", "describe_windows", "summarize_film"}
 
 
@@ -41,7 +42,7 @@ def airflow_services(request, tmp_path_factory):
     Elasticsearch)."""
     configuration = request.param
     compose = configuration == "compose-elasticsearch"
-    if reason := services_available(redis=compose):
+    if compose and (reason := services_available(redis=True)):
         required(reason)
     root = tmp_path_factory.mktemp(f"airflow-services-{configuration}")
     env = {
@@ -52,21 +53,24 @@ def airflow_services(request, tmp_path_factory):
         "CINEDEX_ASR_MODEL": "",
         "AIRFLOW__CORE__PARALLELISM": "4",
     }
-    if compose:
+    started = time.monotonic()
+    if not compose:
+        env["CINEDEX_INDEX_BACKEND"] = "embedded"
+        del env["AIRFLOW__CORE__PARALLELISM"]  # as `make ui` runs, with Airflow's defaults
+        with cinedex_ui(root / "cinedex", env) as ui:
+            yield {"configuration": configuration, "stack": None, "url": ui["url"], "home": root, "env": env,
+                   "login": ui["login"], "logs": {name: ui["logs"] / f"{name}.log" for name in ("scheduler",)}}
+    else:
         env.update({
             "CINEDEX_INDEX_BACKEND": "elasticsearch",
             "AIRFLOW_CONN_ELASTICSEARCH_DEFAULT": request.getfixturevalue("es_url"),
             "CINEDEX_ELASTICSEARCH_ALIAS": f"browser-{uuid.uuid4().hex[:8]}",
         })
-    else:
-        env["CINEDEX_INDEX_BACKEND"] = "embedded"
-    started = time.monotonic()
-    # airflow_stack runs `cinedex airflow-setup` (the `gpu` pool) and, for Celery, starts both workers.
-    with airflow_stack(root / "airflow", executor="CeleryExecutor" if compose else "LocalExecutor",
-                       extra_env=env) as stack:
-        stack.wait_for_dags(INDEX_DAG_ID)
-        yield {"configuration": configuration, "stack": stack, "url": stack.url, "home": root, "env": env,
-               "logs": {name: c.log for name, c in stack.components.items()}}
+        # airflow_stack runs `cinedex airflow-setup` (the `gpu` pool) and starts both Celery workers.
+        with airflow_stack(root / "airflow", executor="CeleryExecutor", extra_env=env) as stack:
+            stack.wait_for_dags(INDEX_DAG_ID)
+            yield {"configuration": configuration, "stack": stack, "url": stack.url, "home": root, "env": env,
+                   "login": ADMIN, "logs": {name: c.log for name, c in stack.components.items()}}
     with request.config.pluginmanager.get_plugin("capturemanager").global_and_fixture_disabled():
         print(f"\nbrowser test, {configuration}: {time.monotonic() - started:.0f} s with Airflow's start and stop")
 
@@ -108,8 +112,8 @@ def test_upload_index_search_and_play_from_the_hit(airflow_services, browser_pag
     assert reply.status == 401
     shot("01-not-logged-in")
     page.click("text=log in")
-    page.fill("input[name=username]", ADMIN[0])
-    page.fill("input[name=password]", ADMIN[1])
+    page.fill("input[name=username]", airflow_services["login"][0])
+    page.fill("input[name=password]", airflow_services["login"][1])
     shot("02-airflow-login")
     page.click("button[type=submit]")
     page.wait_for_url(f"{base}/cinedex/", timeout=30_000)
