@@ -72,6 +72,18 @@ def _concat(source: Path, copies: int, out: Path) -> Path:
     return out
 
 
+def sampled(path: Path, home: Path) -> tuple[ingest.IngestedVideo, frames.FrameSampling, float, float]:
+    """The film ingested into a fresh `home` and frame-sampled with the default settings: the video, its sampling
+    (paths absolute, as the stages read them) and the sampler's wall and CPU seconds."""
+    shutil.rmtree(home, ignore_errors=True)
+    settings = Settings(home=home / "home", media_roots=os.pathsep.join([str(path.parent), str(home)]))
+    video = ingest.ingest(path, settings)
+    out = home / "frames"
+    sampling, wall, cpu = _timed(lambda: frames.sample(video, settings, out))
+    (out / "sampling.json").write_text(sampling.model_dump_json())
+    return video, frames.load_sampling(out), wall, cpu
+
+
 def films(args) -> dict[str, tuple[Path, list[dict]]]:
     """name -> (path, the texts drawn on it with their true spans)."""
     FILMS_DIR.mkdir(exist_ok=True)
@@ -122,13 +134,7 @@ def main() -> None:
     on_screen_text._engine()  # loaded once per worker, as in a pipeline run
     for name, (path, texts) in films(args).items():
         home = HERE / "results" / "tmp" / f"ocr-{name}"
-        shutil.rmtree(home, ignore_errors=True)
-        settings = Settings(home=home / "home", media_roots=os.pathsep.join([str(path.parent), str(home)]))
-        video = ingest.ingest(path, settings)
-        out = home / "frames"
-        sampling, sample_wall, sample_cpu = _timed(lambda: frames.sample(video, settings, out))
-        (out / "sampling.json").write_text(sampling.model_dump_json())
-        sampling = frames.load_sampling(out)  # paths made absolute, as the stage reads them
+        video, sampling, sample_wall, sample_cpu = sampled(path, home)
         reading, ocr_wall, ocr_cpu = _timed(lambda: on_screen_text.read_text(video, sampling))
         hours = video.info.duration_s / 3600
         result = {

@@ -18,16 +18,12 @@ Films (default: people and synthetic; --only NAME):
 
 Usage:
   nice -n 10 .venv/bin/python benchmarks/bench_people.py [--only people] [--copies 10] [--minutes 60]
-Results: one JSON line per film on stdout; the run is appended to benchmarks/results/people.json.
+Results: one JSON line per film on stdout, appended to benchmarks/results/people.jsonl.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
-import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -35,15 +31,16 @@ from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 
-from cinedex.core.settings import Settings
-from cinedex.pipeline import frames, ingest, on_screen_text, people
+from cinedex.pipeline import on_screen_text, people
 from cinedex.sample import PeopleFilm, build_people_film
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_on_screen_text import FILMS_DIR, _concat, _timed  # noqa: E402  (the same films folder and clocks)
+# The same films folder, clocks and sampling as the on-screen text benchmark.
+from bench_on_screen_text import FILMS_DIR, _concat, _timed, sampled  # noqa: E402
+from recording import facts, keep  # noqa: E402
 
-RESULTS_FILE = HERE / "results" / "people.json"
+RESULTS_FILE = HERE / "results" / "people.jsonl"
 
 
 def films(args) -> dict[str, tuple[Path, PeopleFilm | None]]:
@@ -97,24 +94,16 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=10)
     parser.add_argument("--minutes", type=float, default=60.0)
     args = parser.parse_args()
-    run = {"started": dt.datetime.now().isoformat(timespec="seconds"), "host": platform.node(),
-           "cpus": os.cpu_count(), "load_before": os.getloadavg(), "films": []}
     people._models()  # loaded once per worker, as in a pipeline run
     on_screen_text._engine()
     for name, (path, truth) in films(args).items():
         home = HERE / "results" / "tmp" / f"people-{name}"
-        shutil.rmtree(home, ignore_errors=True)
-        settings = Settings(home=home / "home", media_roots=os.pathsep.join([str(path.parent), str(home)]))
-        video = ingest.ingest(path, settings)
-        out = home / "frames"
-        sampling, sample_wall, sample_cpu = _timed(lambda: frames.sample(video, settings, out))
-        (out / "sampling.json").write_text(sampling.model_dump_json())
-        sampling = frames.load_sampling(out)  # paths made absolute, as the stage reads them
+        video, sampling, sample_wall, sample_cpu = sampled(path, home)
         (found, counts), people_wall, people_cpu = _timed(lambda: people.find_people(video, sampling, home / "people"))
         reading, ocr_wall, ocr_cpu = _timed(lambda: on_screen_text.read_text(video, sampling))
         hours = video.info.duration_s / 3600
         result = {
-            "film": name, "path": str(path), "duration_s": video.info.duration_s,
+            **facts("people"), "film": name, "path": str(path), "duration_s": video.info.duration_s,
             "sampler": {"wall_s": round(sample_wall, 2), "cpu_s": round(sample_cpu, 2),
                         "cpu_s_per_film_hour": round(sample_cpu / hours, 1), "frames_kept": len(sampling.frames),
                         "shots": len(sampling.shots)},
@@ -127,13 +116,8 @@ def main() -> None:
             "goal_met": people_cpu + ocr_cpu <= sample_cpu,
             **({"clustering": clustering(found, truth)} if truth else {}),
         }
-        print(json.dumps(result, ensure_ascii=False), flush=True)
-        run["films"].append(result)
+        keep(result, RESULTS_FILE)
         shutil.rmtree(home, ignore_errors=True)
-    run["load_after"] = os.getloadavg()
-    RESULTS_FILE.parent.mkdir(exist_ok=True)
-    runs = json.loads(RESULTS_FILE.read_text())["runs"] if RESULTS_FILE.exists() else []
-    RESULTS_FILE.write_text(json.dumps({"runs": [*runs, run]}, indent=1, ensure_ascii=False) + "\n")
 
 
 if __name__ == "__main__":

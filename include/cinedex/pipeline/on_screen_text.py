@@ -39,6 +39,7 @@ import ffmpeg
 import numpy as np
 
 from cinedex.core.artifacts import cached_stage
+from cinedex.core.boxes import iou
 from cinedex.core.model import Event, read_events, write_events
 from cinedex.core.progress import Progress
 from cinedex.core.settings import Settings
@@ -311,7 +312,7 @@ def _read_frame(bgr: np.ndarray, gray: np.ndarray, time_s: float, source: _Sourc
     reads: list[_Read | None] = []
     for rect in rects:
         signature = _signature(gray, rect)
-        same = [r for r in earlier if _iou(r.box, rect) > 0.7 and float(np.abs(r.signature - signature).mean())
+        same = [r for r in earlier if iou(r.box, rect) > 0.7 and float(np.abs(r.signature - signature).mean())
                 < _SAME_CROP]
         reads.append(_Read(rect, signature, same[0].text, same[0].score) if same else None)
     unread = [i for i, read in enumerate(reads) if read is None]
@@ -328,15 +329,6 @@ def _read_frame(bgr: np.ndarray, gray: np.ndarray, time_s: float, source: _Sourc
     return lines, reads
 
 
-def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0
-    inter = w * h
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
-
-
 class _Tracker:
     def __init__(self) -> None:
         self.active: list[_Track] = []
@@ -347,10 +339,10 @@ class _Tracker:
         unmatched = list(blocks)
         still = []
         for track in self.active:
-            match = max(unmatched, key=lambda b: similarity(b.text, track.text) + _iou(b.box, track.box), default=None)
+            match = max(unmatched, key=lambda b: similarity(b.text, track.text) + iou(b.box, track.box), default=None)
             # The same words at about the same place (a caption that moved or grew a line is another text).
             if match is not None and similarity(match.text, track.text) >= _SAME_TEXT \
-                    and _iou(match.box, track.box) > 0.2:
+                    and iou(match.box, track.box) > 0.2:
                 unmatched.remove(match)
                 self._add(track, time_s, match)
                 still.append(track)

@@ -41,6 +41,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from cinedex.core.artifacts import cached_stage
+from cinedex.core.boxes import iou
 from cinedex.core.model import Event
 from cinedex.core.progress import Progress
 from cinedex.core.settings import Settings
@@ -162,15 +163,6 @@ def embed_face(rgb: np.ndarray, face: _Face) -> np.ndarray:
     return np.asarray(embedder.compute_face_descriptor(rgb, landmarks(rgb, face.rect)), dtype=np.float32)
 
 
-def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0
-    inter = w * h
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
-
-
 # --- finding people ----------------------------------------------------------------------------------------------
 
 
@@ -205,8 +197,8 @@ def _track_shot(pictures: list[tuple[SampledFrame, np.ndarray]]) -> list[_Track]
     for index, (frame, rgb) in enumerate(pictures):
         open_tracks = [t for t in tracks if t.seen[-1] == index - 1]
         for face in sorted(detect_faces(rgb, frame.time_s), key=lambda f: -f.area):
-            match = max(open_tracks, key=lambda t: _iou(t.faces[-1].box, face.box), default=None)
-            if match is not None and _iou(match.faces[-1].box, face.box) >= _SAME_TRACK_IOU:
+            match = max(open_tracks, key=lambda t: iou(t.faces[-1].box, face.box), default=None)
+            if match is not None and iou(match.faces[-1].box, face.box) >= _SAME_TRACK_IOU:
                 open_tracks.remove(match)
                 match.faces.append(face)
                 match.seen.append(index)
