@@ -17,7 +17,7 @@ from cinedex.core.model import EVENT_FIELDS, Event, SearchFilters
 from cinedex.core.settings import Settings
 from cinedex.index import open_index
 from cinedex.index.embedder import encode
-from cinedex.index.protocol import IndexBackend
+from cinedex.index.protocol import EmbeddingModelMismatch, IndexBackend
 from cinedex.index.search import SearchHit, search
 
 CASABLANCA = [
@@ -61,7 +61,7 @@ def vectors(film: list[Event]) -> np.ndarray:
 
 def load(index: IndexBackend, video_id: str, lines) -> int:
     film = events(video_id, lines)
-    return index.replace_video(video_id, film, vectors(film)).indexed
+    return index.replace_video(video_id, film, vectors(film), model="all-MiniLM-L6-v2").indexed
 
 
 def emphasised(highlight: str) -> set[str]:
@@ -200,6 +200,33 @@ def test_a_paraphrase_with_no_shared_word_is_found_by_meaning(index, settings):
     assert hits[0].video_id == "interstellar" and hits[0].start_s == 910.0
     assert hits[0].matched_by == ["knn"] and hits[0].highlight == ""
     assert search("nightmare about furniture speaking", settings, mode="bm25") == []
+
+
+def test_the_index_knows_its_embedding_model_and_refuses_vectors_of_another(index, settings):
+    """Vectors of two models do not compare: a video embedded by another model is refused with what to do, the
+    index left as it was; and a search embeds its question by the index's model, whatever is configured."""
+    assert index.embedding_model() == "all-MiniLM-L6-v2"
+    film = events("other", [(1.0, 2.0, "Rick", "Round up the usual suspects.")])
+    with pytest.raises(EmbeddingModelMismatch, match="all-MiniLM-L6-v2.*multilingual-e5-small.*CINEDEX_EMBEDDING_MODEL"):
+        index.replace_video("other", film, encode([EVENT_FIELDS.passage(e) for e in film], "multilingual-e5-small"),
+                            model="multilingual-e5-small")
+    assert index.count("other") == 0 and index.embedding_model() == "all-MiniLM-L6-v2"
+    configured_otherwise = settings.model_copy(update={"embedding_model": "multilingual-e5-small",
+                                                       "knn_min_similarity": 0.8})
+    [hit] = search("nightmare about furniture speaking", configured_otherwise, mode="knn", limit=1)
+    assert (hit.video_id, hit.start_s) == ("interstellar", 910.0)
+
+
+def test_an_empty_index_takes_any_model_and_a_lone_video_may_change_its_own(settings):
+    index = open_index(settings)
+    assert index.embedding_model() == ""
+    film = events("only", INTERSTELLAR)
+    passages = [EVENT_FIELDS.passage(e) for e in film]
+    index.replace_video("only", film, encode(passages, "multilingual-e5-small"), model="multilingual-e5-small")
+    assert index.embedding_model() == "multilingual-e5-small"
+    # The same video again with another model: no other video's vectors to disagree with.
+    index.replace_video("only", film, encode(passages, "all-MiniLM-L6-v2"), model="all-MiniLM-L6-v2")
+    assert index.embedding_model() == "all-MiniLM-L6-v2"
 
 
 @pytest.mark.parametrize("query", ["", "   ", '"', "title:", "speaker:Rick AND", "(((", "[1 TO", "-gin", "gin*",

@@ -55,7 +55,7 @@ from cinedex.core.progress import Progress
 from cinedex.index import cjk
 # The embedded backend's weighting, so both backends rank alike.
 from cinedex.index.embedded import FIELD_TIE_BREAKER, HIGHLIGHT_MAX_CHARS, PHRASE_BOOST, PHRASE_SLOP
-from cinedex.index.protocol import FailedDocument, LoadReport
+from cinedex.index.protocol import EmbeddingModelMismatch, FailedDocument, LoadReport
 
 log = logging.getLogger(__name__)
 
@@ -466,9 +466,10 @@ class ElasticIndex:
     # --- loading
 
     def replace_video(self, video_id: str, events: list[Event], vectors: np.ndarray | None = None,
-                      progress: Progress | None = None) -> LoadReport:
-        """Makes the index hold exactly `events` for the video; `vectors` row i is events[i]'s embedding. The
-        index is made on the first load, as wide as its vectors."""
+                      progress: Progress | None = None, model: str = "") -> LoadReport:
+        """Makes the index hold exactly `events` for the video; `vectors` row i is events[i]'s embedding, made by
+        the embedding `model` (kept in the index mapping's `_meta`). The index is made on the first load, as wide
+        as its vectors."""
         if vectors is not None and vectors.ndim == 2 and not self._retrying(
                 lambda: self.client.indices.exists(index=self.index)):
             self.dims = int(vectors.shape[1])
@@ -492,6 +493,8 @@ class ElasticIndex:
                     # before moving the alias (a video's new events beside the old ones this load carries over).
                     self._retrying(self._clear_unserved_index)
                 self._retrying(self._create_index)
+                if vectors is not None and model:
+                    self._retrying(lambda: self._claim_model(model, video_id, [self.index, *previous]))
                 carried_over = sum(self._retrying(lambda old=old: self._carry_over(old, video_id, lease))
                                    for old in previous)
                 indexed, failed = self._load_documents(self.bulk_actions(events, vectors), lease, progress)
@@ -629,6 +632,25 @@ class ElasticIndex:
         except BadRequestError as exc:
             if exc.error != "resource_already_exists_exception":  # else a concurrent load made it first
                 raise
+
+    def _claim_model(self, model: str, video_id: str, indices: list[str]) -> None:
+        """Refuses vectors of `model` where an index holds other videos' vectors of another model; else records
+        `model` as this index's."""
+        for name in indices:
+            held = self.client.indices.get_mapping(index=name)[name]["mappings"].get("_meta", {}).get(
+                "embedding_model", "")
+            others = {"bool": {"must_not": [{"term": {"video_id": video_id}}]}}
+            if held and held != model and self.client.count(index=name, query=others)["count"]:
+                raise EmbeddingModelMismatch(name, held, model)
+        self.client.indices.put_mapping(index=self.index, meta={"embedding_model": model})
+
+    def embedding_model(self) -> str:
+        try:
+            mappings = self._retrying(lambda: self.client.indices.get_mapping(index=self.alias).body)
+        except NotFoundError:
+            return ""
+        held = {m.get("mappings", {}).get("_meta", {}).get("embedding_model", "") for m in mappings.values()} - {""}
+        return next(iter(held)) if len(held) == 1 else ""
 
     def _clear_unserved_index(self) -> int:
         """Empties this version's index, which the alias does not serve yet (only under the exclusive lock)."""

@@ -27,7 +27,7 @@ import tantivy
 from cinedex.core.model import EVENT_FIELDS, Condition, Event, EventFields, SearchFilters
 from cinedex.core.progress import Progress
 from cinedex.index import cjk
-from cinedex.index.protocol import LoadReport
+from cinedex.index.protocol import EmbeddingModelMismatch, LoadReport
 from cinedex.index.vectors import VectorStore
 
 log = logging.getLogger(__name__)
@@ -218,10 +218,14 @@ class EmbeddedIndex:
     # --- loading
 
     def replace_video(self, video_id: str, events: list[Event], vectors: np.ndarray | None = None,
-                      progress: Progress | None = None) -> LoadReport:
+                      progress: Progress | None = None, model: str = "") -> LoadReport:
         """Swaps the video's documents for `events` in one commit, so a reader sees the old set or the new one;
-        then its vectors (row i belongs to the i-th event), if given."""
+        then its vectors (row i belongs to the i-th event), if given, with the `model` that made them."""
         events = list(events)
+        if vectors is not None and model:
+            held = {m for video, m in self.vectors.models().items() if video != video_id and m}
+            if held - {model}:
+                raise EmbeddingModelMismatch(str(self.path), ", ".join(sorted(held)), model)
         docs = []
         for event in events:
             if event.video_id != video_id:
@@ -231,8 +235,12 @@ class EmbeddedIndex:
                 progress.advance(1)
         self._commit(video_id, docs)
         # A kNN hit whose document is not (or no longer) in tantivy is dropped, so this order is safe either way.
-        self.vectors.replace_video(video_id, events, vectors)
+        self.vectors.replace_video(video_id, events, vectors, model)
         return LoadReport(index=str(self.path), indexed=len(docs))
+
+    def embedding_model(self) -> str:
+        held = set(self.vectors.models().values()) - {""}
+        return next(iter(held)) if len(held) == 1 else ""
 
     def delete_video(self, video_id: str) -> int:
         count = self.count(video_id)

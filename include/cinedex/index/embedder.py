@@ -40,6 +40,12 @@ E5_PREFIXES = {"query": "query: ", "passage": "passage: "}
 _EXPORTING = threading.Lock()
 
 
+def min_similarity(name: str, configured: float) -> float:
+    """The cosine similarity below which an event is no kNN hit for model `name`: `configured` unless the model is
+    a bundled one whose similarities sit elsewhere (multilingual-e5's are compressed: unrelated text about 0.75)."""
+    return 0.8 if name in _BUNDLED_E5_NAMES else (0.3 if name in _BUNDLED_NAMES else configured)
+
+
 def model_path(name: str) -> str:
     """A local folder for the bundled MiniLM when that is what is asked for, else the name as given (hub id or
     folder), which sentence-transformers resolves itself."""

@@ -26,6 +26,15 @@ class LoadReport(BaseModel):
     carried_over: int = Field(0, description="Other videos' documents copied from an older version's index.")
 
 
+class EmbeddingModelMismatch(ValueError):
+    """A video's vectors are of another embedding model than the index's: nothing was loaded."""
+
+    def __init__(self, index: str, held: str, given: str):
+        super().__init__(f"{index} holds vectors of the embedding model {held!r}; these are of {given!r}, and "
+                         f"vectors of two models do not compare. Index every film again with one model "
+                         f"(CINEDEX_EMBEDDING_MODEL), into an empty index, or keep {held!r}.")
+
+
 @runtime_checkable
 class IndexBackend(Protocol):
     """Where events are stored and searched. Rankings are best first, as (event, HTML highlight) pairs."""
@@ -34,10 +43,14 @@ class IndexBackend(Protocol):
     fields: EventFields  # the event model it stores, with its field roles
 
     def replace_video(self, video_id: str, events: list[Event], vectors: np.ndarray | None = None,
-                      progress: Progress | None = None) -> LoadReport:
-        """Makes the index hold exactly `events` for the video (row i of `vectors` is events[i]'s embedding);
-        a searcher sees the old set or the new one, never a mix that lacks events. `progress` is advanced by the
-        events sent."""
+                      progress: Progress | None = None, model: str = "") -> LoadReport:
+        """Makes the index hold exactly `events` for the video (row i of `vectors` is events[i]'s embedding, made
+        by the embedding `model`); a searcher sees the old set or the new one, never a mix that lacks events.
+        `progress` is advanced by the events sent. Vectors of a model other than the one the index's other videos
+        were embedded with are refused (`EmbeddingModelMismatch`): they do not compare."""
+
+    def embedding_model(self) -> str:
+        """The embedding model the index's vectors were made with; "" when it holds none, or does not know."""
 
     def delete_video(self, video_id: str) -> int: ...
 

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field, create_model
 from cinedex.core.model import EVENT_FIELDS, Event, EventFields, SearchFilters
 from cinedex.core.settings import Settings
 from cinedex.index import open_index
-from cinedex.index.embedder import encode
+from cinedex.index.embedder import encode, min_similarity
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +83,12 @@ def search(query: str, settings: Settings, filters: SearchFilters | None = None,
     if mode in ("hybrid", "bm25"):
         rankings["bm25"] = index.bm25(query, filters, depth)
     if mode in ("hybrid", "knn"):
-        vector = query_vector(query, settings.embedding_model)
-        rankings["knn"] = index.knn(vector, filters, depth, settings.knn_min_similarity)
+        # The query is embedded by the model the index's vectors were made with, whatever is configured now: a
+        # question embedded by another model would be compared with vectors it does not share a space with.
+        model = index.embedding_model() or settings.embedding_model
+        threshold = settings.knn_min_similarity if model == settings.embedding_model else \
+            min_similarity(model, settings.knn_min_similarity)
+        rankings["knn"] = index.knn(query_vector(query, model), filters, depth, threshold)
     return fuse(rankings, limit, index.fields)
 
 

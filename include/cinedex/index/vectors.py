@@ -39,7 +39,8 @@ class VectorStore:
     def _file(self, video_id: str) -> Path:
         return self.folder / f"{video_id}.npz"
 
-    def replace_video(self, video_id: str, events: list[Event], vectors: np.ndarray | None) -> None:
+    def replace_video(self, video_id: str, events: list[Event], vectors: np.ndarray | None, model: str = "") -> None:
+        """The video's vectors (row i is events[i]'s), made by the embedding `model` (kept with them)."""
         target = self._file(video_id)
         if vectors is None or not len(events):
             target.unlink(missing_ok=True)
@@ -51,7 +52,7 @@ class VectorStore:
         # The file's name is the video id: its column is made when the files are read.
         columns = {name: self._column(events, name) for name in self.fields.filterable if name != "video_id"}
         np.savez(scratch, ids=np.array([e.id for e in events]), vectors=np.asarray(vectors, dtype=np.float32),
-                 **columns)
+                 model=np.array(model), **columns)
         scratch.replace(target)
 
     def _load(self) -> dict:
@@ -63,18 +64,26 @@ class VectorStore:
             if cached and cached[0] == stamp:
                 return cached[1]
         files = sorted(self.folder.glob("[!.]*.npz")) if stamp else []
-        parts = []
+        parts, models = [], {}
         for file in files:
             with np.load(file) as part:
-                parts.append({**part, "video_id": np.full(len(part["ids"]), file.stem)})
+                # A file written before models were kept has none: "".
+                models[file.stem] = str(part["model"]) if "model" in part.files else ""
+                parts.append({**{key: part[key] for key in part.files if key != "model"},
+                              "video_id": np.full(len(part["ids"]), file.stem)})
         if parts:
             data = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
         else:
             data = {"ids": np.array([], dtype=str), "vectors": np.zeros((0, 8), np.float32)}
         data["codes"] = sign_codes(data["vectors"])
+        data["models"] = models
         with self._cache_lock:
             self._cache[self.folder] = (stamp, data)
         return data
+
+    def models(self) -> dict[str, str]:
+        """video id -> the embedding model of its vectors ("" where a file written before models were kept)."""
+        return dict(self._load()["models"])
 
     def __len__(self) -> int:
         return len(self._load()["ids"])

@@ -31,7 +31,7 @@ def load_video(video: IngestedVideo, validation_dir: Path, embeddings_dir: Path,
     vectors = np.stack([by_id[e.id] for e in events]) if events else None
     index = open_index(settings)
     progress = Progress(settings.home, len(events), "events loaded", log, name=f"load: {video.name}")
-    report = index.replace_video(video.video_id, events, vectors, progress)
+    report = index.replace_video(video.video_id, events, vectors, progress, model=settings.embedding_model)
     progress.finish()
     if report.failed:
         first = report.failed[0]
