@@ -1,5 +1,6 @@
-"""The two bundled speech models on the same English audio: tiny.en (the default) and the multilingual Whisper base
-(`CINEDEX_ASR_MODEL=whisper-base-multilingual`), each through cinedex.pipeline.asr.transcribe (VAD, batched
+"""The two bundled speech models and the default that chooses between them, on the same English audio: tiny.en, the
+multilingual Whisper base (`CINEDEX_ASR_MODEL=whisper-base-multilingual`) and `auto` (the language of each chunk
+told by the base model, then tiny.en for English), each through cinedex.pipeline.asr.transcribe (VAD, batched
 decoding, speech checks, utterances), alternating run by run.
 
 Audio: pyannote's 30 s two-person call repeated --copies times. Figures per model: real-time factor (median wall
@@ -30,7 +31,7 @@ from cinedex.sample import conversation, read_stm
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "asr_models.jsonl"
-MODELS = {"tiny.en": "", "whisper-base-multilingual": "whisper-base-multilingual"}
+MODELS = {"tiny.en": "tiny.en", "whisper-base-multilingual": "whisper-base-multilingual", "auto": "auto"}
 
 
 def normalised(text: str) -> str:

@@ -90,6 +90,17 @@ def test_the_films_language_is_detected_as_chinese_and_its_speech_transcribed(ch
         print(f"\nChinese film: heard {heard!r}, character error rate {cer:.2f}")
 
 
+def test_by_default_the_chinese_speech_is_heard_and_transcribed_by_the_multilingual_model(chinese_run):
+    """With the default `auto` speech model (no setting): the film's speech is heard as Chinese, so the bundled
+    multilingual Whisper base transcribes it, not tiny.en."""
+    settings, video, _ = chinese_run
+    default = settings.model_copy(update={"asr_model": Settings().asr_model})
+    assert default.asr_model == "auto"
+    transcript = asr.load_transcript(asr.transcribe_video(video, audio.extract_audio(video, default), default))
+    assert transcript.language == "zh" and transcript.model.endswith("whisper-base-multilingual")
+    assert transcript.utterances and all(u.language in ("", "zh") for u in transcript.utterances)
+
+
 def test_the_burned_in_subtitles_are_read_exactly(chinese_run, chinese_film):
     _, _, stages = chinese_run
     built = read_events(stages["events"] / events.EVENTS_FILE)

@@ -163,9 +163,13 @@ def test_index_dag_runs_its_gpu_tasks_on_the_gpu_worker(stack, clean_run):
         assert ti["hostname"] == ("gpu-worker" if on_gpu else "default-worker"), ti
     assert sum(t["task_id"] == "describe_windows" for t in ran) >= 2  # mapped over batches of windows
     indexed = EmbeddedIndex(stack.home / "index").video_events(video_id)
-    # The film pass ran on the gpu worker and its summary is indexed; a random model's chapter may say nothing
-    # (blank title and summary), and such a chapter is dropped, so chapters are checked only when there are some.
-    assert {"asr", "summary"} <= {e.source for e in indexed}
+    # The film pass ran on the gpu worker and what it wrote is indexed. A random model's summary or chapter may say
+    # nothing (blank), and a blank one is dropped: the documents the pass kept are exactly the ones indexed.
+    film_dir = max((stack.home / "artifacts" / video_id).glob("film-*"), key=lambda p: p.stat().st_mtime)
+    written = json.loads((film_dir / "summary.json").read_text())
+    assert written["raw"] and "asr" in {e.source for e in indexed}
+    assert sorted(d["id"] for d in written["documents"]) == sorted(
+        e.id for e in indexed if e.source in ("summary", "chapter"))
     chapters = [e for e in indexed if e.source == "chapter"]
     assert not chapters or (chapters[0].start_s == 0.0 and chapters[-1].end_s == max(e.end_s for e in indexed))
     windows = json.loads(next((stack.home / "artifacts" / video_id).glob("windows-*/windows.json")).read_text())

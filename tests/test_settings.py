@@ -21,10 +21,14 @@ def test_environment_sets_every_field(monkeypatch, tmp_path):
     assert settings.index_dir == tmp_path.resolve() / "index"
 
 
-def test_laptop_defaults_use_the_bundled_speech_model(monkeypatch):
+def test_laptop_defaults_use_the_bundled_speech_models(monkeypatch):
+    from cinedex.pipeline.asr import speech_model_path
+
     monkeypatch.delenv("CINEDEX_ASR_MODEL", raising=False)
-    model = Path(Settings().resolved_asr_model)
-    assert (model / "model.bin").is_file()
+    # `auto`: the bundled tiny.en first, the multilingual base where other languages are heard (tests/test_asr.py).
+    assert Settings().resolved_asr_model == Settings(asr_model="").resolved_asr_model == "auto"
+    assert (Path(speech_model_path(Settings())) / "model.bin").is_file()
+    assert Settings(asr_model="tiny.en").resolved_asr_model == speech_model_path(Settings())
     assert Settings().vision_model == "Qwen/Qwen3-VL-4B-Instruct"
 
 

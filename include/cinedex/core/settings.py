@@ -42,8 +42,10 @@ class Settings(BaseSettings):
     daily_catchup: bool = Field(False, description="Whether the daily ingest runs for every missed day since "
                                 "daily_start_date when it is first switched on.")
 
-    asr_model: str = Field("", title="Speech model", description="WhisperX/faster-whisper model name or local "
-                           "directory; empty = the bundled tiny.en.", json_schema_extra=PER_RUN)
+    asr_model: str = Field("auto", title="Speech model", description="`auto` (the bundled tiny.en for English "
+                           "speech, the bundled multilingual Whisper base when other languages are heard), "
+                           "`tiny.en`, `whisper-base-multilingual`, or a WhisperX/faster-whisper model name or "
+                           "local directory.", json_schema_extra=PER_RUN)
     asr_device: str = "auto"
     asr_compute_type: str = Field("", description="CTranslate2 compute type; empty = float16 on GPU, int8 on CPU.")
     asr_batch_size: int = 8
@@ -159,7 +161,11 @@ class Settings(BaseSettings):
 
     @property
     def resolved_asr_model(self) -> str:
-        return self.asr_model or bundled_asr_model()
+        """The configured speech model: "auto" (also for an empty setting), the bundled tiny.en's folder for
+        `tiny.en`, else as configured."""
+        if self.asr_model in ("", "auto"):
+            return "auto"
+        return bundled_asr_model() if self.asr_model == "tiny.en" else self.asr_model
 
     @property
     def vision_enabled(self) -> bool:

@@ -14,6 +14,7 @@ import functools
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -145,7 +146,8 @@ def speech_chunks(pipeline, audio: np.ndarray, device: str) -> list[dict]:
     # other, which on a busy 2-core machine cost up to 8x the CPU time of one thread.
     with _torch_threads(1) if device == "cpu" else nullcontext():
         regions = vad({"waveform": vad.preprocess_audio(audio), "sample_rate": SAMPLE_RATE})
-    return [{"start": c["start"], "end": c["end"]}
+    # Each chunk keeps its speech regions ("segments"), so a chunk may be cut smaller where languages change.
+    return [{"start": c["start"], "end": c["end"], "segments": c["segments"]}
             for c in vad.merge_chunks(regions, VAD_CHUNK_S, onset=VAD_ONSET, offset=VAD_OFFSET)]
 
 
@@ -154,9 +156,8 @@ def speech_chunks(pipeline, audio: np.ndarray, device: str) -> list[dict]:
 SCRIPT_PROMPTS = {"zh": "以下是普通话的句子。"}
 
 
-def _prompt(pipeline, audio: np.ndarray, chunks: list[dict], settings: Settings) -> str | None:
-    """The prompt for the film's language: the configured one, else the one Whisper hears in the first chunk."""
-    language = settings.language
+def _prompt(pipeline, audio: np.ndarray, chunks: list[dict], language: str) -> str | None:
+    """The prompt for the stretch's language: the one given, else the one Whisper hears in its first chunk."""
     if not language and pipeline.model.model.is_multilingual:
         first = chunks[0]
         piece = audio[int(first["start"] * SAMPLE_RATE):int(first["end"] * SAMPLE_RATE)]
@@ -164,20 +165,97 @@ def _prompt(pipeline, audio: np.ndarray, chunks: list[dict], settings: Settings)
     return SCRIPT_PROMPTS.get(language)
 
 
-def _decode(pipeline, audio: np.ndarray, chunks: list[dict], settings: Settings, name: str):
-    """faster-whisper's batched decoding of the VAD chunks with word times; returns (segments, language)."""
+def _decode(pipeline, audio: np.ndarray, chunks: list[dict], language: str, settings: Settings,
+            progress: Progress):
+    """faster-whisper's batched decoding of the VAD chunks with word times, in `language` ("" = detected);
+    returns (segments, language)."""
     import faster_whisper
 
     segments, info = faster_whisper.BatchedInferencePipeline(pipeline.model).transcribe(
-        audio, language=settings.language or None, batch_size=settings.asr_batch_size, word_timestamps=True,
-        clip_timestamps=chunks, initial_prompt=_prompt(pipeline, audio, chunks, settings))
+        audio, language=language or None, batch_size=settings.asr_batch_size, word_timestamps=True,
+        clip_timestamps=[{"start": c["start"], "end": c["end"]} for c in chunks],
+        initial_prompt=_prompt(pipeline, audio, chunks, language))
     decoded = []
-    progress = Progress(settings.home, len(audio) / SAMPLE_RATE, "s of audio decoded", log, name=f"asr: {name}")
     for segment in segments:  # a generator: decoding happens batch by batch while it is consumed
         decoded.append(segment)
         progress.update(segment.end)
-    progress.finish()
     return decoded, info.language
+
+
+# --- the language of each stretch ---------------------------------------------------------------------------------
+
+# `auto` transcribes a film with the multilingual model when speech in other languages than English makes up this
+# share of its speech, or this many seconds; less is left to tiny.en, which drops it with advice (speech_checks).
+AUTO_FOREIGN_SHARE, AUTO_FOREIGN_S = 0.1, 60.0
+# A piece takes the language the detector hears in it when it is this sure, else its chunk's or the film's (short
+# or mumbled speech is often heard as a neighbouring language).
+STRETCH_LANGUAGE_FLOOR = 0.5
+# A chunk heard as one language this surely, between chunks of the same language, is that language whole; any
+# other is cut into pieces of at most LANGUAGE_PIECE_S (its speech regions) and each piece is told apart: where
+# a film changes language, the two often share a chunk.
+SURE_LANGUAGE, LANGUAGE_PIECE_S = 0.8, 5.0
+
+
+def _pieces(chunk: dict, max_s: float) -> list[dict]:
+    """The chunk's speech regions merged into pieces of at most `max_s` (a longer region alone)."""
+    pieces: list[dict] = []
+    for start, end in chunk.get("segments") or [(chunk["start"], chunk["end"])]:
+        if pieces and end - pieces[-1]["start"] <= max_s:
+            pieces[-1]["end"] = end
+            pieces[-1]["segments"].append((start, end))
+        else:
+            pieces.append({"start": start, "end": end, "segments": [(start, end)]})
+    return pieces
+
+
+def chunk_languages(detector, audio: np.ndarray, chunks: list[dict]) -> list[tuple[dict, str]]:
+    """The film's speech as (piece, language) in time order, by Whisper's language detection: whole chunks where
+    the language is plain, smaller pieces where it changes or is unsure."""
+    def heard(piece: dict) -> tuple[str, float]:
+        language, probability, _ = detector.detect_language(
+            audio[int(piece["start"] * SAMPLE_RATE):int(piece["end"] * SAMPLE_RATE)])
+        return language, probability
+
+    coarse = [heard(chunk) for chunk in chunks]
+    seconds: Counter = Counter()
+    for chunk, (language, probability) in zip(chunks, coarse):
+        if probability >= STRETCH_LANGUAGE_FLOOR:
+            seconds[language] += chunk["end"] - chunk["start"]
+    film = seconds.most_common(1)[0][0] if seconds else coarse[0][0]
+    found = []
+    for i, (chunk, (language, probability)) in enumerate(zip(chunks, coarse)):
+        fallback = language if probability >= STRETCH_LANGUAGE_FLOOR else film
+        neighbours = {coarse[j][0] for j in (i - 1, i + 1) if 0 <= j < len(chunks)}
+        if probability >= SURE_LANGUAGE and neighbours <= {language}:
+            found.append((chunk, language))
+            continue
+        for piece in _pieces(chunk, LANGUAGE_PIECE_S):
+            piece_language, piece_probability = heard(piece)
+            found.append((piece, piece_language if piece_probability >= STRETCH_LANGUAGE_FLOOR else fallback))
+    return found
+
+
+def stretches(pieces: list[tuple[dict, str]]) -> list[tuple[str, list[dict]]]:
+    """Consecutive pieces of one language together, merged back into chunks of at most VAD_CHUNK_S for decoding:
+    (language, chunks), in time order."""
+    grouped: list[tuple[str, list[dict]]] = []
+    for piece, language in pieces:
+        if not grouped or grouped[-1][0] != language:
+            grouped.append((language, [dict(piece)]))
+            continue
+        chunks = grouped[-1][1]
+        if piece["end"] - chunks[-1]["start"] <= VAD_CHUNK_S:
+            chunks[-1] = {**chunks[-1], "end": piece["end"],
+                          "segments": [*chunks[-1].get("segments", []), *piece.get("segments", [])]}
+        else:
+            chunks.append(dict(piece))
+    return grouped
+
+
+def auto_wants_multilingual(pieces: list[tuple[dict, str]]) -> bool:
+    foreign = sum(p["end"] - p["start"] for p, language in pieces if language != "en")
+    voiced = sum(p["end"] - p["start"] for p, _ in pieces)
+    return foreign > 0 and (foreign >= AUTO_FOREIGN_SHARE * voiced or foreign >= AUTO_FOREIGN_S)
 
 
 def _whisper_words(segment) -> list[Word]:
@@ -248,11 +326,12 @@ def _advice(dropped: list[DroppedSpeech], model_name: str, expected: str, settin
 
 
 def speech_model_path(settings: Settings) -> str:
-    """The model to load: the configured one, the bundled tiny.en when none is, and the bundled multilingual
-    Whisper base (joined once from its two packages under $CINEDEX_HOME/models) for `whisper-base-multilingual`."""
+    """The model to load first: the configured one; the bundled tiny.en for `tiny.en` and for `auto` (which may
+    turn to the multilingual base once it has heard the film); the bundled multilingual Whisper base (joined once
+    from its two packages under $CINEDEX_HOME/models) for `whisper-base-multilingual`."""
     if settings.asr_model == speech_checks.BUNDLED_LANGUAGE_MODEL:
         return str(speech_checks.bundled_language_model(settings.home.resolve() / "models"))
-    return settings.resolved_asr_model
+    return bundled_asr_model() if settings.resolved_asr_model == "auto" else settings.resolved_asr_model
 
 
 def transcribe(audio_path: Path, settings: Settings) -> Transcript:
@@ -261,8 +340,9 @@ def transcribe(audio_path: Path, settings: Settings) -> Transcript:
 
     name = Path(audio_path).name
     device = resolved_device(settings)
+    compute_type = resolved_compute_type(settings, device)
     model_name = speech_model_path(settings)
-    pipeline = load_speech_model(model_name, device, resolved_compute_type(settings, device))
+    pipeline = load_speech_model(model_name, device, compute_type)
     audio = whisperx.load_audio(str(audio_path))
     duration = len(audio) / SAMPLE_RATE
     started = time.perf_counter()
@@ -271,7 +351,35 @@ def transcribe(audio_path: Path, settings: Settings) -> Transcript:
     voiced = sum(c["end"] - c["start"] for c in chunks)
     log.info("asr: %s: %d speech chunks, %.0f of %.0f s, found in %.1f s", name, len(chunks), voiced, duration,
              time.perf_counter() - started)
-    segments, language = _decode(pipeline, audio, chunks, settings, name) if chunks else ([], settings.language)
+    # The language of each stretch, where no language is configured and a multilingual model may transcribe it.
+    languages: list[tuple[dict, str]] = []
+    if chunks and not settings.language and (settings.resolved_asr_model == "auto"
+                                             or pipeline.model.model.is_multilingual):
+        languages = chunk_languages(language_detector(pipeline, settings, device), audio, chunks)
+        heard = ", ".join(f"{language} {sum(c['end'] - c['start'] for c in group):.0f} s"
+                          for language, group in stretches(languages))
+        log.info("asr: %s: languages heard: %s", name, heard)
+        if settings.resolved_asr_model == "auto":
+            if auto_wants_multilingual(languages):
+                model_name = str(speech_checks.bundled_language_model(settings.home.resolve() / "models"))
+                pipeline = load_speech_model(model_name, device, compute_type)
+                log.info("asr: %s: auto: speech in other languages than English, transcribed by the multilingual "
+                         "Whisper base", name)
+            else:
+                languages = []  # English (tiny.en): what little else is heard is dropped with advice
+    progress = Progress(settings.home, duration, "s of audio decoded", log, name=f"asr: {name}")
+    segments, language, spans = [], settings.language, []
+    plan = stretches(languages) if languages else [(settings.language, chunks)] if chunks else []
+    for stretch_language, group in plan:
+        decoded, heard_language = _decode(pipeline, audio, group, stretch_language, settings, progress)
+        segments += decoded
+        spans.append((group[0]["start"], group[-1]["end"], stretch_language or heard_language))
+    progress.finish()
+    if spans:
+        by_seconds: Counter = Counter()
+        for start, end, stretch_language in spans:
+            by_seconds[stretch_language] += end - start
+        language = by_seconds.most_common(1)[0][0]
 
     expected = model_language(pipeline, settings)
     regions = speech_checks.speech_regions(audio) if segments else []
@@ -285,7 +393,8 @@ def transcribe(audio_path: Path, settings: Settings) -> Transcript:
     if advice:
         log.warning("asr: %s: %s", name, advice)
 
-    align_name = alignment_model(settings, language) if segments else ""
+    # One alignment model per film: a film in several languages keeps Whisper's own word times.
+    align_name = alignment_model(settings, language) if segments and len({s[2] for s in spans}) == 1 else ""
     if align_name:
         align_model, metadata = load_alignment_model(align_name, language, device)
         words = [w for s in segments for w in _aligned_words(s, audio, align_model, metadata, device)]
@@ -295,6 +404,10 @@ def transcribe(audio_path: Path, settings: Settings) -> Transcript:
             log.info("asr: %s: word times from Whisper's cross-attention (no wav2vec2 alignment model on this "
                      "machine for %r; set CINEDEX_ASR_ALIGN_MODEL to refine them)", name, language)
     utterances = split_utterances(repaired_times(words, duration, regions))
+    if len({s[2] for s in spans}) > 1:  # each line in the language of its stretch
+        utterances = [u.model_copy(update={"language": next((lang for start, end, lang in spans
+                                                             if start - 0.5 <= (u.start_s + u.end_s) / 2 <= end + 0.5),
+                                                            language)}) for u in utterances]
 
     elapsed = time.perf_counter() - started
     log.info("asr: %s: %d utterances from %d segments, %.1f s of audio in %.1f s (real-time factor %.3f)",
@@ -335,7 +448,7 @@ def transcribe_video(video: IngestedVideo, audio_path: Path | None, settings: Se
     """The cached asr stage: `transcript.json`, `.srt` and `.vtt`; an empty transcript for a silent video."""
     def write(folder: Path) -> None:
         if audio_path is None:
-            transcript = Transcript(language=settings.language, model=settings.resolved_asr_model)
+            transcript = Transcript(language=settings.language, model=speech_model_path(settings))
         else:
             transcript = transcribe(audio_path, settings)
         (folder / TRANSCRIPT_FILE).write_text(transcript.model_dump_json(indent=1), encoding="utf-8")

@@ -46,7 +46,7 @@ def dialogue_events(video: IngestedVideo, transcript: Transcript, sampling: Fram
             shot_id=shot.shot_id if shot else None,
             thumbnail=shot.thumbnail if shot else "",
             source="asr",
-            language=transcript.language,
+            language=utterance.language or transcript.language,
         ))
     return events
 

@@ -52,6 +52,7 @@ class Utterance(BaseModel):
     text: str
     speaker: str = ""
     words: list[Word] = Field(default_factory=list)
+    language: str = Field("", description="The stretch's language where a film is in several; else the film's.")
 
 
 def spoken_length(text: str) -> float:
