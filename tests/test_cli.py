@@ -38,8 +38,8 @@ def test_search_json_is_clean_on_stdout(backend, tmp_path, request):
     if backend == "elasticsearch":
         os.environ["AIRFLOW_CONN_ELASTICSEARCH_DEFAULT"] = env["AIRFLOW_CONN_ELASTICSEARCH_DEFAULT"]
     try:
-        events = [Event(video_id="call", start_s=a, end_s=b, speaker=who, content=text, scene_type="dialogue")
-                  for a, b, who, text in LINES]
+        events = [Event(video_id="call", start_s=a, end_s=b, speaker=who, content=text, scene_type="dialogue",
+                        people=["Person 1"] if a < 20 else []) for a, b, who, text in LINES]
         open_index(settings).replace_video("call", events, encode([EVENT_FIELDS.passage(e) for e in events],
                                                                   "all-MiniLM-L6-v2"))
     finally:
@@ -52,6 +52,11 @@ def test_search_json_is_clean_on_stdout(backend, tmp_path, request):
     hits = json.loads(done.stdout)  # nothing but the JSON
     assert hits[0]["content"] == LINES[0][3] and hits[0]["start_s"] == 14.4
     assert {"video_id", "event_id", "start_time", "end_time", "score", "speaker", "matched_by"} <= set(hits[0])
+    # Narrowed to the lines said while a person is on screen.
+    done = subprocess.run([sys.executable, "-m", "cinedex.cli", "search", "Chicago Yankee", "--json", "--mode", "bm25",
+                           "--person", "Person 1"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert [(hit["start_s"], hit["people"]) for hit in json.loads(done.stdout)] == [(14.4, ["Person 1"])]
 
 
 @pytest.mark.parametrize("backend", ["embedded", "elasticsearch"])
