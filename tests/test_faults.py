@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import threading
@@ -103,9 +104,12 @@ def test_a_later_stage_reaches_an_earlier_stages_file_through_the_manifests(tmp_
     validation = cached_stage("validation", "v", tmp_path, writes(None), upstream=[film])
     assert upstream_file(validation, "people_shown.json") == events / "people_shown.json"
     assert upstream_file(validation, "nothing.json") is None
-    # A manifest naming a folder outside the film's is not followed.
+    # A manifest naming a folder outside the film's (written by hand: cached_stage names only folders of the
+    # film) is not followed.
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     (outside / "secret.json").write_text("{}")
-    forged = cached_stage("forged", "v", tmp_path, writes(None), upstream=[Path("../elsewhere")])
+    forged = tmp_path / "v" / "forged-0"
+    forged.mkdir()
+    (forged / "manifest.json").write_text(json.dumps({"params": {"upstream": ["../elsewhere", str(outside)]}}))
     assert upstream_file(forged, "secret.json") is None

@@ -154,5 +154,7 @@ def upstream_file(folder: Path, name: str) -> Path | None:
             upstream = json.loads((current / MANIFEST).read_text())["params"].get("upstream", [])
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue
-        queue.extend(film / relative for relative in upstream if ".." not in Path(relative).parts)
+        # Only folders of the film: a manifest naming another place (absolute, or up and out) is not followed.
+        queue.extend(film / relative for relative in upstream
+                     if not Path(relative).is_absolute() and ".." not in Path(relative).parts)
     return None

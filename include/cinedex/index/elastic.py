@@ -21,7 +21,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
@@ -135,12 +134,14 @@ def _scalar_type(annotation: Any) -> type | None:
     return annotation if annotation in (str, float, int) else None
 
 
-def _field_mapping(name: str, annotation: Any, fields: EventFields) -> dict:
-    """Free text in English (plus a CJK subfield), a name also filtered whole through its `.keyword` subfield,
+def _field_mapping(name: str, annotation: Any, fields: EventFields, folded: bool = True) -> dict:
+    """Free text in English (plus a CJK subfield: folded to simplified characters, or Elasticsearch's plain `cjk`
+    analyzer for an index made before the folding), a name also filtered whole through its `.keyword` subfield,
     keywords and media times by their type, stored-only fields unindexed."""
     if name in fields.text:
-        subfields: dict[str, dict] = {CJK_SUBFIELD: {"type": "text", "analyzer": f"{CJK_ANALYZER}_indexed",
-                                                     "search_analyzer": CJK_ANALYZER}}
+        cjk_subfield = {"type": "text", "analyzer": f"{CJK_ANALYZER}_indexed", "search_analyzer": CJK_ANALYZER} \
+            if folded else {"type": "text", "analyzer": "cjk"}
+        subfields: dict[str, dict] = {CJK_SUBFIELD: cjk_subfield}
         if name in fields.names:
             subfields[EXACT_SUBFIELD] = {"type": "keyword"}
         return {"type": "text", "analyzer": "english", "fields": subfields}
@@ -155,13 +156,13 @@ def _field_mapping(name: str, annotation: Any, fields: EventFields) -> dict:
     return mapping
 
 
-def event_mapping(dims: int = DEFAULT_DIMS, fields: EventFields = EVENT_FIELDS) -> dict:
+def event_mapping(dims: int = DEFAULT_DIMS, fields: EventFields = EVENT_FIELDS, folded: bool = True) -> dict:
     """Settings and mappings of an event index, derived from the event model's field roles, plus the `dims`-wide
-    embedding."""
+    embedding; `folded`: the CJK subfields fold traditional characters into simplified ones."""
     if EMBEDDING_FIELD in fields.roles:
         raise RuntimeError(f"{fields.model.__name__} has a field {EMBEDDING_FIELD!r}, which the mapping keeps for "
                            "the embedding")
-    properties = {name: _field_mapping(name, field.annotation, fields)
+    properties = {name: _field_mapping(name, field.annotation, fields, folded)
                   for name, field in fields.model.model_fields.items()}
     properties[EMBEDDING_FIELD] = {"type": "dense_vector", "dims": dims, "index": True, "similarity": "cosine"}
     return {
@@ -616,13 +617,12 @@ class ElasticIndex:
             # is not dynamic: unmapped, they would be stored but never searched or filtered). Fields it has are left
             # as they are: a changed type needs a new pipeline version, and documents it refuses are reported.
             mapped = self.client.indices.get_mapping(index=self.index)[self.index]["mappings"].get("properties", {})
-            derived = event_mapping(self.dims, self.fields)["mappings"]["properties"]
-            missing = {name: spec for name, spec in derived.items() if name not in mapped}
             analysis = self.client.indices.get_settings(index=self.index)[self.index]["settings"]["index"].get(
                 "analysis", {})
-            if CJK_ANALYZER not in analysis.get("analyzer", {}):  # made before it: the built-in `cjk` analyzer
-                missing = json.loads(json.dumps(missing).replace(f'"{CJK_ANALYZER}_indexed"', '"cjk"')
-                                     .replace(f'"{CJK_ANALYZER}"', '"cjk"'))
+            # An index made before the folding analyzers has Elasticsearch's own `cjk` for its new fields too.
+            folded = CJK_ANALYZER in analysis.get("analyzer", {})
+            derived = event_mapping(self.dims, self.fields, folded)["mappings"]["properties"]
+            missing = {name: spec for name, spec in derived.items() if name not in mapped}
             if missing:
                 log.info("load: adding %s to the mapping of %s", ", ".join(sorted(missing)), self.index)
                 self.client.indices.put_mapping(index=self.index, properties=missing)

@@ -75,6 +75,9 @@ def _named_speakers(utterance: Event, visual: Sequence[Event]) -> set[str]:
             and _overlap(utterance, v) >= length / 2}
 
 
+VOICE_NAME = re.compile(r"^Speaker \d+$")  # what `voice_name` shows for a voice nobody named
+
+
 def voice_name(label: str) -> str:
     """How a voice nobody named is shown: SPEAKER_00 -> "Speaker 1"; any other speaker as it is."""
     return f"Speaker {int(label.rsplit('_', 1)[1]) + 1}" if DIARIZATION_LABEL.match(label) else label

@@ -31,7 +31,6 @@ import functools
 import json
 import logging
 import math
-import re
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -45,7 +44,9 @@ from cinedex.core.boxes import iou
 from cinedex.core.model import Event
 from cinedex.core.progress import Progress
 from cinedex.core.settings import Settings
-from cinedex.pipeline.characters import DIARIZATION_LABEL
+# A person takes a name by the votes a voice takes one by: lines or moments naming the same one person on screen.
+from cinedex.pipeline.characters import (DIARIZATION_LABEL, MIN_SPEAKER_SHARE as MIN_NAME_SHARE,
+                                         MIN_SPEAKER_VOTES as MIN_NAME_VOTES, VOICE_NAME)
 from cinedex.pipeline.frames import FrameSampling, SampledFrame, Shot, load_sampling
 from cinedex.pipeline.ingest import IngestedVideo
 from cinedex.core.packages import package_data
@@ -71,9 +72,6 @@ _SAME_TRACK_IOU = 0.3
 _SAME_PERSON = 0.55
 _ON_SCREEN_SHARE = 0.3
 _THUMBNAIL_PX = 96
-PERSON_LABEL = re.compile(r"^PERSON_\d+$")
-MIN_NAME_VOTES = 2  # lines or moments naming the same one person on screen before that person takes the name
-MIN_NAME_SHARE = 2 / 3
 
 
 class Person(BaseModel):
@@ -132,14 +130,13 @@ def _models():
 
 @dataclass
 class _Face:
-    time_s: float
     box: tuple[float, float, float, float]  # fractions
     rect: object  # dlib.rectangle in pixels of `rgb`
     area: float
     score: float
 
 
-def detect_faces(rgb: np.ndarray, time_s: float = 0.0) -> list[_Face]:
+def detect_faces(rgb: np.ndarray) -> list[_Face]:
     """Faces in a picture; their dlib rectangles are in pixels of the picture itself."""
     import dlib
 
@@ -152,7 +149,7 @@ def detect_faces(rgb: np.ndarray, time_s: float = 0.0) -> list[_Face]:
         x0, y0 = max(rect.left() / _DETECT_SCALE, 0), max(rect.top() / _DETECT_SCALE, 0)
         x1, y1 = min(rect.right() / _DETECT_SCALE, w), min(rect.bottom() / _DETECT_SCALE, h)
         if x1 > x0 and y1 > y0:
-            faces.append(_Face(time_s, (x0 / w, y0 / h, x1 / w, y1 / h),
+            faces.append(_Face((x0 / w, y0 / h, x1 / w, y1 / h),
                                dlib.rectangle(int(x0), int(y0), int(x1), int(y1)), float((x1 - x0) * (y1 - y0)),
                                float(score)))
     return faces
@@ -196,7 +193,7 @@ def _track_shot(pictures: list[tuple[SampledFrame, np.ndarray]]) -> list[_Track]
     tracks: list[_Track] = []
     for index, (frame, rgb) in enumerate(pictures):
         open_tracks = [t for t in tracks if t.seen[-1] == index - 1]
-        for face in sorted(detect_faces(rgb, frame.time_s), key=lambda f: -f.area):
+        for face in sorted(detect_faces(rgb), key=lambda f: -f.area):
             match = max(open_tracks, key=lambda t: iou(t.faces[-1].box, face.box), default=None)
             if match is not None and iou(match.faces[-1].box, face.box) >= _SAME_TRACK_IOU:
                 open_tracks.remove(match)
@@ -375,9 +372,6 @@ def person_name(label: str) -> str:
     return f"Person {int(label.rsplit('_', 1)[1]) + 1}"
 
 
-_VOICE_NAME = re.compile(r"^Speaker \d+$")
-
-
 def name_people(events: list[Event], people: list[Person]) -> dict[str, str]:
     """label -> name, for the people a name is given to: where the events' named speakers (a voice the vision model
     named, see `characters.attach_speakers`) speak, or the one character a visual moment names is, while that one
@@ -389,7 +383,7 @@ def name_people(events: list[Event], people: list[Person]) -> dict[str, str]:
             continue
         if event.source == "asr":
             name = event.speaker.strip()
-            if not name or DIARIZATION_LABEL.match(name) or _VOICE_NAME.match(name):
+            if not name or DIARIZATION_LABEL.match(name) or VOICE_NAME.match(name):
                 continue
         elif event.source == "vision" and len(event.characters) == 1:
             name = event.characters[0].strip()
