@@ -125,7 +125,7 @@ def test_a_person_takes_the_name_the_speakers_give_while_they_alone_are_on_scree
     assert name_people(one[:1], [anna, ben]) == {}
 
 
-def test_finding_people_off_or_no_picture_skips_the_stage(film):
+def test_finding_people_turned_off_skips_the_stage(film):
     _, settings, frames_dir, _ = film
     video = ingest.ingest(film[0].path, settings)
     assert people.find_people_stage(video, frames_dir, settings.model_copy(update={"find_people": False})) is None
